@@ -1,0 +1,54 @@
+# Two commands do everything: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages of the real servers the integration tests start (on free ports).
+DEBIAN_PACKAGES := mosquitto mosquitto-clients
+
+.PHONY: demo test lint unit integration bench install system-packages clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,demo]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+	  echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing" >&2; \
+	  echo "(integration tests that need them will be skipped)" >&2; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP) system-packages
+	$(BIN)/pytest -q tests/integration
+
+test: $(STAMP) system-packages lint
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/gateway demo
+
+bench: $(STAMP) system-packages
+	$(BIN)/python -m bench.modbus_mqtt --devices 10 --tags 100 --period 1 --duration 20
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: real processes on this machine, figures printed as one line per run."""

@@ -1,0 +1,1 @@
+"""Protocol connectors: each turns one device's protocol into batches of readings."""

@@ -1,0 +1,1 @@
+"""Modbus TCP / RTU-over-TCP / serial RTU connector with automatic request coalescing."""

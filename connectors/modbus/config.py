@@ -1,0 +1,198 @@
+"""Configuration of Modbus devices, their tag groups and tags (pydantic v2, strict keys)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.tags import TagBase
+
+__all__ = [
+    "ByteOrder",
+    "DataType",
+    "ModbusDeviceConfig",
+    "ModbusGroup",
+    "ModbusProfile",
+    "ModbusTag",
+    "Table",
+    "register_count",
+]
+
+MAX_READ_REGISTERS = 125
+MAX_READ_BITS = 2000
+
+DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
+
+
+class Table(enum.StrEnum):
+    COIL = "coil"
+    DISCRETE_INPUT = "discrete_input"
+    HOLDING_REGISTER = "holding_register"
+    INPUT_REGISTER = "input_register"
+
+    @property
+    def is_bits(self) -> bool:
+        return self in (Table.COIL, Table.DISCRETE_INPUT)
+
+
+class DataType(enum.StrEnum):
+    BOOL = "bool"
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
+
+
+class ByteOrder(enum.StrEnum):
+    """Order of the bytes A (most significant) .. D as they arrive in the registers."""
+
+    ABCD = "ABCD"
+    """Big endian: high word first, high byte first (the Modbus norm)."""
+    BADC = "BADC"
+    """Bytes swapped within each word."""
+    CDAB = "CDAB"
+    """Words swapped: low word first (common in PLCs)."""
+    DCBA = "DCBA"
+    """Little endian."""
+
+
+_REGISTERS = {
+    DataType.INT16: 1,
+    DataType.UINT16: 1,
+    DataType.INT32: 2,
+    DataType.UINT32: 2,
+    DataType.FLOAT32: 2,
+    DataType.INT64: 4,
+    DataType.UINT64: 4,
+    DataType.FLOAT64: 4,
+}
+
+
+class ModbusTag(TagBase):
+    table: Table = Table.HOLDING_REGISTER
+    address: int = Field(ge=0, le=65536, description="Register or bit address (see address_base)")
+    data_type: DataType = DataType.UINT16
+    byte_order: ByteOrder = ByteOrder.ABCD
+    bit: int | None = Field(
+        default=None, ge=0, le=15, description="For bool in a register: bit 0 (LSB) .. 15"
+    )
+    length: int | None = Field(
+        default=None, ge=1, le=MAX_READ_REGISTERS, description="Registers of a string"
+    )
+    encoding: Literal["ascii", "latin-1", "utf-8"] = "ascii"
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.table.is_bits:
+            if self.data_type is not DataType.BOOL:
+                raise ValueError(f"a {self.table.value} tag has data_type bool")
+            if self.bit is not None:
+                raise ValueError("'bit' is for bool tags in registers, not coils or inputs")
+        elif self.data_type is DataType.BOOL and self.bit is None:
+            raise ValueError("a bool tag in a register needs 'bit' (0..15)")
+        elif self.data_type is not DataType.BOOL and self.bit is not None:
+            raise ValueError("'bit' is only for data_type bool")
+        if (self.data_type is DataType.STRING) != (self.length is not None):
+            raise ValueError("'length' (in registers) is required for strings and only for them")
+        if self.data_type in (DataType.BOOL, DataType.STRING) and (self.scale, self.offset) != (
+            1.0,
+            0.0,
+        ):
+            raise ValueError(f"scale and offset do not apply to {self.data_type.value}")
+        if self.deadband is not None and self.data_type in (DataType.BOOL, DataType.STRING):
+            raise ValueError(f"a deadband does not apply to {self.data_type.value}; use heartbeat")
+        return self
+
+    @property
+    def size(self) -> int:
+        """Registers (or bits, for coil and discrete input tables) this tag occupies."""
+        return register_count(self)
+
+
+def register_count(tag: ModbusTag) -> int:
+    if tag.table.is_bits or tag.data_type is DataType.BOOL:
+        return 1
+    if tag.data_type is DataType.STRING:
+        assert tag.length is not None
+        return tag.length
+    return _REGISTERS[tag.data_type]
+
+
+class ModbusGroup(BaseModel):
+    """Tags polled together at one interval."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=64)] = "default"
+    interval: float = Field(default=1.0, ge=0.01, le=86400, description="Poll period in seconds")
+    tags: list[ModbusTag] = Field(min_length=1)
+
+
+class ModbusProfile(BaseModel):
+    """A reusable tag list: 300 identical drives are 300 short device entries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: DeviceId
+    type: Literal["modbus"]
+    description: str | None = None
+    groups: list[ModbusGroup] = Field(min_length=1)
+
+
+class ModbusDeviceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: DeviceId
+    type: Literal["modbus"]
+    enabled: bool = True
+    labels: dict[
+        Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][\w\-]*$")],
+        Annotated[str, Field(max_length=256)],
+    ] = Field(default_factory=dict, description="Site, line, cell...: carried into every sink")
+    transport: Literal["tcp", "rtu_over_tcp", "serial"] = "tcp"
+    host: str | None = Field(default=None, min_length=1)
+    port: int = Field(default=502, ge=1, le=65535)
+    serial_port: str | None = Field(
+        default=None, description="e.g. /dev/ttyUSB0 (transport serial)"
+    )
+    baudrate: int = Field(default=19200, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id")
+    timeout: float = Field(default=1.0, gt=0, le=60, description="Seconds to wait for an answer")
+    address_base: Literal[0, 1] = Field(
+        default=0, description="1 if the device's documentation numbers registers from 1"
+    )
+    max_registers_per_read: int = Field(default=MAX_READ_REGISTERS, ge=1, le=MAX_READ_REGISTERS)
+    max_bits_per_read: int = Field(default=MAX_READ_BITS, ge=1, le=MAX_READ_BITS)
+    max_gap: int = Field(
+        default=16, ge=0, le=MAX_READ_REGISTERS, description="Unused registers read through"
+    )
+    profile: str | None = None
+    groups: list[ModbusGroup] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.transport == "serial":
+            if self.serial_port is None:
+                raise ValueError("transport serial needs 'serial_port'")
+        elif self.host is None:
+            raise ValueError(f"transport {self.transport} needs 'host'")
+        if (self.profile is None) == (self.groups is None):
+            raise ValueError("give either 'profile' or 'groups'")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        if self.transport == "serial":
+            return f"serial://{self.serial_port}"
+        return f"{self.transport}://{self.host}:{self.port}"

@@ -1,0 +1,233 @@
+"""The Modbus connector: polls a device's groups on schedule and yields one batch per cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from connectors.modbus.config import ModbusDeviceConfig, ModbusGroup, ModbusTag
+from connectors.modbus.decode import BlockDecoder
+from connectors.modbus.link import LinkPool, ModbusLink, NoResponse
+from connectors.modbus.planner import ReadRequest, Span, plan_reads, split_request
+from gateway.errors import ConnectorError
+from gateway.reading import Batch, Quality, Reading
+from gateway.status import DeviceState, DeviceStatus
+
+__all__ = ["ModbusConnector", "exception_reason"]
+
+log = logging.getLogger(__name__)
+
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+_ILLEGAL_DATA_ADDRESS = 2
+
+
+def exception_reason(code: int) -> str:
+    return f"modbus exception {code} ({_EXCEPTION_NAMES.get(code, 'unknown')})"
+
+
+@dataclass(slots=True)
+class _PlannedRead:
+    request: ReadRequest
+    names: tuple[str, ...]
+    decoder: BlockDecoder | None
+    """None for coil and discrete input tables, whose values are bits."""
+
+
+def _planned(request: ReadRequest, tags: Sequence[ModbusTag]) -> _PlannedRead:
+    names = tuple(tags[span.tag].name for span in request.spans)
+    decoder = None
+    if not request.table.is_bits:
+        located = [(tags[span.tag], span.address) for span in request.spans]
+        decoder = BlockDecoder(request.address, request.count, located)
+    return _PlannedRead(request, names, decoder)
+
+
+class _GroupPlan:
+    def __init__(self, group: ModbusGroup, device: ModbusDeviceConfig) -> None:
+        self.group = group
+        self.tags = group.tags
+        spans = [
+            Span(tag.table, tag.address - device.address_base, tag.size, index)
+            for index, tag in enumerate(group.tags)
+        ]
+        requests = plan_reads(
+            spans,
+            max_registers=device.max_registers_per_read,
+            max_bits=device.max_bits_per_read,
+            max_gap=device.max_gap,
+        )
+        self.reads = [_planned(request, self.tags) for request in requests]
+
+
+class ModbusConnector:
+    """One Modbus device (one unit id on one endpoint)."""
+
+    def __init__(
+        self,
+        device: ModbusDeviceConfig,
+        groups: Sequence[ModbusGroup],
+        status: DeviceStatus,
+        links: LinkPool,
+    ) -> None:
+        self.device = device
+        self.status = status
+        self._links = links
+        self._link: ModbusLink | None = None
+        self._plans = [_GroupPlan(group, device) for group in groups]
+
+    @property
+    def request_count(self) -> int:
+        """Read requests per full cycle of all groups, after coalescing."""
+        return sum(len(plan.reads) for plan in self._plans)
+
+    async def start(self) -> None:
+        if self._link is None:
+            self._link = self._links.acquire(self.device)
+        await self._link.ensure_connected()
+        self.status.connects += 1
+
+    async def stop(self) -> None:
+        if self._link is not None:
+            link, self._link = self._link, None
+            self._links.release(link)
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        loop = asyncio.get_running_loop()
+        due = [loop.time()] * len(self._plans)
+        while True:
+            index = min(range(len(due)), key=due.__getitem__)
+            wait = due[index] - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            plan = self._plans[index]
+            started = loop.time()
+            batch = await self._poll(plan)
+            finished = loop.time()
+            self.status.last_poll_duration_s = finished - started
+            interval = plan.group.interval
+            due[index] += interval
+            if due[index] < finished:
+                # Overrun: skip the cycles that could not start on time instead of queueing
+                # them, so polls never overlap and readings never age.
+                missed = int((finished - due[index]) // interval) + 1
+                due[index] += missed * interval
+                self.status.overruns += 1
+                self.status.skipped_cycles += missed
+            yield batch
+
+    async def _poll(self, plan: _GroupPlan) -> Batch:
+        link = self._link
+        if link is None:
+            raise ConnectorError(f"device {self.device.id} is not started")
+        device = self.device.id
+        cycle_ns = time.time_ns()
+        readings: list[Reading] = []
+        failures: list[str] = []
+        pending = list(plan.reads)
+        done: list[_PlannedRead] = []
+        failed: list[_PlannedRead] = []
+        while pending:
+            read = pending.pop(0)
+            request = read.request
+            try:
+                response = await link.read(
+                    request.table, request.address, request.count, self.device.unit
+                )
+            except NoResponse:
+                reason = f"no response within {self.device.timeout:g} s"
+                self._bad(readings, read, reason, cycle_ns)
+                failures.append(reason)
+                failed.append(read)
+                done.append(read)
+                continue
+            if response.isError():
+                code = int(response.exception_code)
+                if code == _ILLEGAL_DATA_ADDRESS and len(request.spans) > 1:
+                    smaller = [_planned(r, plan.tags) for r in split_request(request)]
+                    log.warning(
+                        "%s: %s %d..%d refused as a whole (illegal data address); "
+                        "reading it as %d smaller requests from now on",
+                        device,
+                        request.table.value,
+                        request.address,
+                        request.end - 1,
+                        len(smaller),
+                    )
+                    pending[:0] = smaller
+                    continue
+                reason = exception_reason(code)
+                self._bad(readings, read, reason, cycle_ns)
+                failures.append(f"{reason} reading {request.table.value} {request.address}")
+                failed.append(read)
+                done.append(read)
+                continue
+            received_ns = time.time_ns()
+            if read.decoder is None:
+                bits = response.bits
+                base = request.address
+                for name, span in zip(read.names, request.spans, strict=True):
+                    readings.append(
+                        Reading(
+                            device,
+                            name,
+                            bits[span.address - base],
+                            Quality.GOOD,
+                            cycle_ns,
+                            received_ns,
+                        )
+                    )
+            else:
+                values = read.decoder.decode(response.registers)
+                for name, value in zip(read.names, values, strict=True):
+                    readings.append(
+                        Reading(device, name, value, Quality.GOOD, cycle_ns, received_ns)
+                    )
+            done.append(read)
+        plan.reads = done
+        self._account(len(done), failed, failures, readings, cycle_ns)
+        return Batch(device, readings, cycle_ns, self.device.labels)
+
+    def _bad(self, readings: list[Reading], read: _PlannedRead, reason: str, cycle_ns: int) -> None:
+        received_ns = time.time_ns()
+        device = self.device.id
+        for name in read.names:
+            readings.append(Reading(device, name, None, Quality.BAD, cycle_ns, received_ns, reason))
+
+    def _account(
+        self,
+        requests: int,
+        failed: list[_PlannedRead],
+        failures: list[str],
+        readings: list[Reading],
+        cycle_ns: int,
+    ) -> None:
+        status = self.status
+        status.polls += 1
+        status.requests += requests
+        status.request_errors += len(failures)
+        good = len(readings) - sum(len(read.names) for read in failed)
+        status.values += good
+        if good:
+            status.last_good_read_ns = cycle_ns
+        if not failures:
+            status.state = DeviceState.ONLINE
+            status.last_error = None
+        elif len(failures) == requests:
+            status.state = DeviceState.OFFLINE
+            status.last_error = failures[0]
+        else:
+            status.state = DeviceState.DEGRADED
+            status.last_error = failures[0]

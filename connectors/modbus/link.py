@@ -1,0 +1,112 @@
+"""One physical link per endpoint: several unit ids behind a gateway or RS-485 line share it.
+
+A Modbus TCP server (and any serial line) answers one request at a time, so all devices on one
+link are serialized by one lock, as Home Assistant's ModbusHub does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+
+from connectors.modbus.config import ModbusDeviceConfig, Table
+from gateway.errors import ConnectorError
+
+__all__ = ["LinkPool", "ModbusLink", "NoResponse"]
+
+log = logging.getLogger(__name__)
+
+
+class NoResponse(Exception):
+    """The device did not answer one request in time; the link itself may still be fine."""
+
+
+class ModbusLink:
+    def __init__(self, device: ModbusDeviceConfig) -> None:
+        self.endpoint = device.endpoint
+        self.lock = asyncio.Lock()
+        self.users = 0
+        # reconnect_delay=0: pymodbus must not reconnect behind our back; supervisors do it
+        # with backoff. retries=0: a timeout marks that request's tags bad right away.
+        self.client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if device.transport == "serial":
+            assert device.serial_port is not None
+            self.client = AsyncModbusSerialClient(
+                device.serial_port,
+                framer=FramerType.RTU,
+                baudrate=device.baudrate,
+                parity=device.parity,
+                stopbits=device.stopbits,
+                timeout=device.timeout,
+                retries=0,
+                reconnect_delay=0,
+            )
+        else:
+            assert device.host is not None
+            self.client = AsyncModbusTcpClient(
+                device.host,
+                port=device.port,
+                framer=FramerType.RTU if device.transport == "rtu_over_tcp" else FramerType.SOCKET,
+                timeout=device.timeout,
+                retries=0,
+                reconnect_delay=0,
+            )
+        self._readers = {
+            Table.COIL: self.client.read_coils,
+            Table.DISCRETE_INPUT: self.client.read_discrete_inputs,
+            Table.HOLDING_REGISTER: self.client.read_holding_registers,
+            Table.INPUT_REGISTER: self.client.read_input_registers,
+        }
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.client.connected)
+
+    async def ensure_connected(self) -> None:
+        async with self.lock:
+            if self.client.connected:
+                return
+            if not await self.client.connect():
+                raise ConnectorError(f"cannot connect to {self.endpoint}")
+
+    async def read(self, table: Table, address: int, count: int, unit: int) -> ModbusPDU:
+        """One read request; raises NoResponse on a timeout, ConnectorError if the link is down."""
+        async with self.lock:
+            if not self.client.connected:
+                raise ConnectorError(f"connection to {self.endpoint} lost")
+            try:
+                return await self._readers[table](address, count=count, device_id=unit)
+            except ConnectionException as exc:
+                raise ConnectorError(f"connection to {self.endpoint} lost") from exc
+            except ModbusIOException as exc:
+                if not self.client.connected:
+                    raise ConnectorError(f"{self.endpoint} stopped answering") from exc
+                raise NoResponse(str(exc)) from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class LinkPool:
+    """Hands out one shared link per endpoint and closes it when its last device lets go."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, ModbusLink] = {}
+
+    def acquire(self, device: ModbusDeviceConfig) -> ModbusLink:
+        link = self._links.get(device.endpoint)
+        if link is None:
+            link = self._links[device.endpoint] = ModbusLink(device)
+        link.users += 1
+        return link
+
+    def release(self, link: ModbusLink) -> None:
+        link.users -= 1
+        if link.users <= 0:
+            self._links.pop(link.endpoint, None)
+            link.close()

@@ -1,0 +1,1 @@
+"""Industrial device onboarding gateway: devices in, normalized readings out."""

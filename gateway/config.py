@@ -1,0 +1,271 @@
+"""The gateway's configuration file: load YAML, expand ${ENV} secrets, validate, resolve profiles.
+
+Every problem is reported with the path of the bad field
+(``devices[2].groups[0].tags[5].data_type``) and all of them at once, so one run of
+``gateway check-config`` lists everything to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.modbus.config import (
+    MAX_READ_BITS,
+    ModbusDeviceConfig,
+    ModbusGroup,
+    ModbusProfile,
+    ModbusTag,
+)
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.sinks.mqtt_config import MqttConfig
+
+__all__ = [
+    "DeviceConfig",
+    "GatewayConfig",
+    "GatewaySection",
+    "ProfileConfig",
+    "RuntimeConfig",
+    "check_references",
+    "format_location",
+    "load_config",
+    "parse_config",
+]
+
+DeviceConfig = ModbusDeviceConfig
+ProfileConfig = ModbusProfile
+GroupConfig = ModbusGroup
+TagConfig = ModbusTag
+
+
+class GatewaySection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
+    data_dir: Path = Path("./data")
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class RuntimeConfig(BaseModel):
+    """How the runtime buffers and retries for the sinks and restarts devices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    buffer_max_readings: int = Field(
+        default=1_000_000, ge=1000, description="Per sink; past it the oldest batches are dropped"
+    )
+    write_max_batches: int = Field(default=256, ge=1, description="Batches per sink write")
+    retry_min: float = Field(default=0.2, gt=0)
+    retry_max: float = Field(default=30.0, gt=0)
+    reconnect_min: float = Field(default=1.0, gt=0, description="Device reconnect backoff")
+    reconnect_max: float = Field(default=60.0, gt=0)
+    status_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between refreshes of the retained status"
+    )
+    shutdown_timeout: float = Field(default=10.0, gt=0, description="Bound on the final flush")
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gateway: GatewaySection
+    mqtt: MqttConfig | None = None
+    runtime: RuntimeConfig = RuntimeConfig()
+    profiles: list[ProfileConfig] = Field(default_factory=list)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+
+    def profile(self, profile_id: str) -> ProfileConfig:
+        for profile in self.profiles:
+            if profile.id == profile_id:
+                return profile
+        raise KeyError(profile_id)
+
+    def groups_of(self, device: DeviceConfig) -> list[GroupConfig]:
+        """The device's own groups, or its profile's."""
+        if device.groups is not None:
+            return device.groups
+        assert device.profile is not None
+        return self.profile(device.profile).groups
+
+
+_SECRET = re.compile(r"password|token|secret", re.IGNORECASE)
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(node: Any, path: str, problems: list[ConfigProblem]) -> Any:
+    """Replace ${NAME} and ${NAME:-default} in strings, so secrets stay out of files."""
+    if isinstance(node, dict):
+        return {k: _expand_env(v, _join(path, k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = os.environ.get(name, default)
+            if value is None:
+                problems.append(ConfigProblem(path, f"environment variable {name} is not set"))
+                return ""
+            return value
+
+        return _ENV_REF.sub(substitute, node)
+    return node
+
+
+def _join(path: str, key: object) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """pydantic's ('devices', 2, 'groups', 0, 'tags', 5, 'data_type') → devices[2]...data_type."""
+    path = ""
+    for part in loc:
+        if part != "[key]":  # pydantic's marker for "the key itself", already named
+            path = _join(path, part)
+    return path
+
+
+def _problems_from(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        given = error.get("input")
+        secret = any(isinstance(part, str) and _SECRET.search(part) for part in error["loc"])
+        if (
+            not secret
+            and error["type"] not in ("missing", "model_type")
+            and isinstance(given, str | int | float | bool)
+        ):
+            message = f"{message} (got {given!r})"
+        problems.append(ConfigProblem(format_location(prefix + tuple(error["loc"])), message))
+    return problems
+
+
+def check_references(config: GatewayConfig) -> list[ConfigProblem]:
+    """What the schema alone cannot see: ids, profile references, tag clashes, read limits."""
+    problems: list[ConfigProblem] = []
+    profile_ids = _duplicates((p.id for p in config.profiles), "profiles", "profile id", problems)
+    _duplicates((d.id for d in config.devices), "devices", "device id", problems)
+    for p, profile in enumerate(config.profiles):
+        problems += _check_groups(profile.groups, f"profiles[{p}]", None)
+    profile_index = {profile.id: p for p, profile in enumerate(config.profiles)}
+    for d, device in enumerate(config.devices):
+        if device.groups is not None:
+            problems += _check_groups(device.groups, f"devices[{d}]", device)
+        elif device.profile not in profile_ids:
+            known = ", ".join(sorted(profile_ids)) or "none defined"
+            problems.append(
+                ConfigProblem(
+                    f"devices[{d}].profile", f"unknown profile {device.profile!r} ({known})"
+                )
+            )
+        else:
+            p = profile_index[device.profile]
+            for g, group in enumerate(config.profiles[p].groups):
+                for t, tag in enumerate(group.tags):
+                    path = f"profiles[{p}].groups[{g}].tags[{t}]"
+                    problems += _check_tag_fits(tag, path, device, f" (device devices[{d}])")
+    return problems
+
+
+def _duplicates(
+    ids: Iterator[str], section: str, what: str, problems: list[ConfigProblem]
+) -> set[str]:
+    seen: set[str] = set()
+    for index, item in enumerate(ids):
+        if item in seen:
+            problems.append(ConfigProblem(f"{section}[{index}].id", f"duplicate {what} {item!r}"))
+        seen.add(item)
+    return seen
+
+
+def _check_groups(
+    groups: list[GroupConfig], where: str, device: DeviceConfig | None
+) -> list[ConfigProblem]:
+    problems = []
+    names: set[str] = set()
+    group_names: set[str] = set()
+    for g, group in enumerate(groups):
+        if group.name in group_names:
+            problems.append(ConfigProblem(f"{where}.groups[{g}].name", "duplicate group name"))
+        group_names.add(group.name)
+        for t, tag in enumerate(group.tags):
+            path = f"{where}.groups[{g}].tags[{t}]"
+            if tag.name in names:
+                problems.append(ConfigProblem(f"{path}.name", f"duplicate tag name {tag.name!r}"))
+            names.add(tag.name)
+            if device is not None:
+                problems += _check_tag_fits(tag, path, device)
+    return problems
+
+
+def _check_tag_fits(
+    tag: TagConfig, path: str, device: DeviceConfig, context: str = ""
+) -> list[ConfigProblem]:
+    problems = []
+    if tag.address < device.address_base:
+        problems.append(
+            ConfigProblem(
+                f"{path}.address", f"below the device's address_base {device.address_base}{context}"
+            )
+        )
+    end = tag.address - device.address_base + tag.size
+    if end > 65536:
+        problems.append(
+            ConfigProblem(f"{path}.address", f"runs past the last address 65535{context}")
+        )
+    limit = (
+        min(device.max_bits_per_read, MAX_READ_BITS)
+        if tag.table.is_bits
+        else (device.max_registers_per_read)
+    )
+    if tag.size > limit:
+        problems.append(
+            ConfigProblem(
+                f"{path}.length",
+                f"{tag.size} registers do not fit in one read"
+                f" (max_registers_per_read {limit}){context}",
+            )
+        )
+    return problems
+
+
+def parse_config(data: Any, source: str | None = None) -> GatewayConfig:
+    """Validate an already-loaded document (from YAML or an API body)."""
+    problems: list[ConfigProblem] = []
+    data = _expand_env(data, "", problems)
+    if problems:
+        raise ConfigError(problems, source)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem("", "the file must be a mapping at the top")], source)
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from(exc), source) from exc
+    problems = check_references(config)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def load_config(path: Path) -> GatewayConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem("", f"cannot read: {exc.strerror}")], str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(where, f"not valid YAML: {reason}")], str(path)) from exc
+    return parse_config(data, str(path))

@@ -1,0 +1,48 @@
+"""The one value type that crosses from connectors into the runtime and sinks."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+__all__ = ["Batch", "Quality", "Reading", "Value"]
+
+Value = bool | int | float | str | list[bool] | list[int] | list[float] | list[str] | None
+
+
+class Quality(enum.StrEnum):
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+
+
+class Reading(NamedTuple):
+    """One normalized value of one tag.
+
+    A NamedTuple rather than a frozen dataclass: it is immutable and slotted like one, and
+    costs a third as much to build, which matters at 200k readings per second.
+    """
+
+    device: str
+    tag: str
+    value: Value
+    quality: Quality
+    source_ns: int
+    """When the device produced the value (or when it was polled, for protocols without one)."""
+    received_ns: int
+    """When the gateway received it."""
+    reason: str | None = None
+    """Why the quality is not good, in the protocol's words."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """The readings of one device from one poll cycle or one subscription notification."""
+
+    device: str
+    readings: list[Reading]
+    cycle_ns: int
+    """The cycle's timestamp: sinks that publish one message per batch stamp it with this."""
+    labels: Mapping[str, str] = field(default_factory=dict)

@@ -1,0 +1,165 @@
+"""The runtime: device supervisors in, report-by-exception, and one buffer per sink out.
+
+It owns buffering and retries for every sink, publishes availability, and stops in order:
+devices first, then a bounded flush of what is buffered, then offline states, then the sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from connectors.registry import ConnectorFactory, build_connector_factory
+from gateway.backoff import Backoff
+from gateway.buffer import SinkBuffer
+from gateway.config import DeviceConfig, GatewayConfig
+from gateway.errors import SinkError
+from gateway.normalize import ReportFilter
+from gateway.protocols import Sink, StatusPublisher
+from gateway.reading import Batch
+from gateway.status import DeviceState, DeviceStatus
+from gateway.supervisor import DeviceSupervisor
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+class _Device:
+    def __init__(
+        self, config: DeviceConfig, task: asyncio.Task[None], status: DeviceStatus
+    ) -> None:
+        self.config = config
+        self.task = task
+        self.status = status
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        sinks: Sequence[Sink],
+        connector_factory: ConnectorFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.sinks = list(sinks)
+        self.buffers = [SinkBuffer(sink, config.runtime) for sink in self.sinks]
+        self.devices: dict[str, _Device] = {}
+        self._factory = connector_factory or build_connector_factory()
+        self._publishers = [s for s in self.sinks if isinstance(s, StatusPublisher)]
+        self._dirty: set[str] = set()
+        self._status_wakeup = asyncio.Event()
+        self._tasks: asyncio.TaskGroup | None = None
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down in order."""
+        for sink in self.sinks:
+            await sink.start()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                workers = [
+                    tasks.create_task(buffer.run(), name=f"sink:{buffer.sink.name}")
+                    for buffer in self.buffers
+                ]
+                workers += [
+                    tasks.create_task(self._publish_statuses(p), name="status")
+                    for p in self._publishers
+                ]
+                for device in self.config.devices:
+                    if device.enabled:
+                        self.add_device(device)
+                self.started.set()
+                await stop.wait()
+                await self._shutdown(workers)
+        finally:
+            self._tasks = None
+            for sink in self.sinks:
+                await sink.stop()
+
+    def add_device(self, device: DeviceConfig) -> None:
+        if self._tasks is None:
+            raise RuntimeError("the runtime is not running")
+        if device.id in self.devices:
+            raise ValueError(f"device {device.id!r} is already running")
+        status = DeviceStatus(device.id)
+        groups = self.config.groups_of(device)
+        connector = self._factory(device, groups, status)
+        report = ReportFilter(tag for group in groups for tag in group.tags)
+        runtime_config = self.config.runtime
+
+        def on_batch(batch: Batch) -> None:
+            report.apply(batch)
+            for buffer in self.buffers:
+                buffer.put(batch)
+
+        supervisor = DeviceSupervisor(
+            connector,
+            status,
+            Backoff(runtime_config.reconnect_min, runtime_config.reconnect_max),
+            on_batch,
+            self._status_changed,
+        )
+        task = self._tasks.create_task(supervisor.run(), name=f"device:{device.id}")
+        self.devices[device.id] = _Device(device, task, status)
+
+    async def remove_device(self, device_id: str) -> None:
+        device = self.devices.pop(device_id)
+        device.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await device.task
+
+    def _status_changed(self, status: DeviceStatus) -> None:
+        self._dirty.add(status.device)
+        self._status_wakeup.set()
+
+    async def _publish_statuses(self, publisher: StatusPublisher) -> None:
+        """Keep each device's retained status current: on every change, and refreshed
+        periodically (a restarted broker without persistence has lost the retained ones)."""
+        backoff = Backoff(self.config.runtime.retry_min, self.config.runtime.retry_max)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._status_wakeup.wait(), self.config.runtime.status_interval
+                )
+            self._status_wakeup.clear()
+            pending = set(self._dirty) if self._dirty else set(self.devices)
+            self._dirty.clear()
+            for device_id in sorted(pending):
+                device = self.devices.get(device_id)
+                if device is None:
+                    continue
+                try:
+                    await publisher.publish_device_status(device.status)
+                except SinkError:
+                    self._dirty.update(pending)
+                    await asyncio.sleep(backoff.next_delay())
+                    break
+            else:
+                backoff.reset()
+
+    async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
+        for device_id in list(self.devices):
+            device = self.devices[device_id]
+            device.task.cancel()
+        await asyncio.gather(*(d.task for d in self.devices.values()), return_exceptions=True)
+        timeout = self.config.runtime.shutdown_timeout
+        for buffer in self.buffers:
+            try:
+                async with asyncio.timeout(timeout):
+                    await buffer.drain()
+            except TimeoutError:
+                log.warning(
+                    "sink %s: %d readings not written at shutdown", buffer.sink.name, buffer.depth
+                )
+        for worker in workers:
+            worker.cancel()
+        for device in self.devices.values():
+            device.status.state = DeviceState.OFFLINE
+            device.status.last_error = "gateway stopped"
+            for publisher in self._publishers:
+                with contextlib.suppress(SinkError, TimeoutError):
+                    await asyncio.wait_for(publisher.publish_device_status(device.status), timeout)

@@ -1,0 +1,68 @@
+"""One supervisor per device: connect, stream batches, and on any failure back off and retry.
+
+This is the one place that catches ``Exception``: a broken device must never take down the
+runtime or stall other devices. A device going down is logged once, and so is its recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from gateway.backoff import Backoff
+from gateway.protocols import Connector
+from gateway.reading import Batch
+from gateway.status import DeviceState, DeviceStatus
+
+__all__ = ["DeviceSupervisor"]
+
+log = logging.getLogger(__name__)
+
+
+class DeviceSupervisor:
+    def __init__(
+        self,
+        connector: Connector,
+        status: DeviceStatus,
+        backoff: Backoff,
+        on_batch: Callable[[Batch], None],
+        on_status: Callable[[DeviceStatus], None],
+    ) -> None:
+        self._connector = connector
+        self._status = status
+        self._backoff = backoff
+        self._on_batch = on_batch
+        self._on_status = on_status
+        self._reported = status.state
+
+    async def run(self) -> None:
+        status = self._status
+        while True:
+            try:
+                await self._connector.start()
+                async for batch in self._connector.batches():
+                    self._on_batch(batch)
+                    if status.state is not DeviceState.OFFLINE:
+                        self._backoff.reset()
+                    self._report()
+            except Exception as exc:  # the supervisor boundary: see module docstring
+                status.state = DeviceState.OFFLINE
+                status.last_error = str(exc) or type(exc).__name__
+                self._report()
+            finally:
+                await self._connector.stop()
+            await asyncio.sleep(self._backoff.next_delay())
+
+    def _report(self) -> None:
+        """Publish and log a change of state, once per change."""
+        status = self._status
+        before, now = self._reported, status.state
+        if now is before:
+            return
+        self._reported = now
+        if now is DeviceState.ONLINE:
+            log.info("device %s: online", status.device)
+        else:
+            log.warning("device %s: %s: %s", status.device, now.value, status.last_error)
+        self._on_status(status)

@@ -1,0 +1,47 @@
+"""What every tag has, whatever its protocol: a name, a unit and its report-by-exception rule."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Deadband", "TagBase", "TagName"]
+
+# '/', '+' and '#' would break MQTT topic filters built from tag names; '"' breaks JSON-in-YAML.
+TagName = Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^/+#"\x00-\x1f]+$')]
+
+
+class Deadband(BaseModel):
+    """A value is reported only when it moved by more than this since the last report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    absolute: float | None = Field(default=None, ge=0)
+    percent: float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.absolute is None) == (self.percent is None):
+            raise ValueError("give exactly one of 'absolute' or 'percent'")
+        return self
+
+
+class TagBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: TagName
+    unit: str | None = Field(default=None, max_length=32, description="Engineering unit, e.g. degC")
+    deadband: Deadband | None = Field(
+        default=None, description="Report by exception: publish only changes beyond this."
+    )
+    heartbeat: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds after which an unchanged value is published again.",
+    )
+    writable: bool = False
+
+    @property
+    def reports_by_exception(self) -> bool:
+        return self.deadband is not None or self.heartbeat is not None

@@ -1,0 +1,1 @@
+"""Device simulators for development and tests (run as their own processes)."""

@@ -1,0 +1,146 @@
+"""Command line of the Modbus PLC simulator: ``python -m simulators.modbus --port 0 --units 3``.
+
+Prints ``READY port=<port>`` on stdout once listening (the only stdout output), logs to
+stderr, and exits 0 on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from simulators.modbus.machine import MAX_BULK_REGISTERS
+from simulators.modbus.server import Simulator, SimulatorConfig
+
+logger = logging.getLogger("simulators.modbus")
+
+MAX_UNIT = 247
+
+
+def parse_units(text: str) -> tuple[int, ...]:
+    """``N`` means units 1..N; a comma list (``1,5,9`` or ``7,``) means exactly those."""
+    try:
+        if "," in text:
+            units = tuple(int(part) for part in text.split(",") if part.strip())
+        else:
+            units = tuple(range(1, int(text) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a unit count or list: {text!r}") from None
+    if not units or len(set(units)) != len(units) or not all(1 <= u <= MAX_UNIT for u in units):
+        raise argparse.ArgumentTypeError(f"units must be distinct and within 1..{MAX_UNIT}")
+    return units
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an int within ``[low, high]``."""
+
+    def convert(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not within {low}..{high}")
+        return value
+
+    return convert
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a float > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI."""
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators.modbus",
+        description="Modbus TCP PLC simulator: one moving machine per unit id.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
+    parser.add_argument(
+        "--port",
+        type=_bounded_int(0, 65535),
+        default=5020,
+        help="TCP port (default %(default)s); 0 picks a free one",
+    )
+    parser.add_argument(
+        "--units", type=parse_units, default=(1,), help="N for units 1..N, or a list: 1,5,9"
+    )
+    parser.add_argument(
+        "--bulk-registers",
+        type=_bounded_int(0, MAX_BULK_REGISTERS),
+        default=0,
+        metavar="M",
+        help="holding and input registers 1000..1000+M-1 (default 0)",
+    )
+    parser.add_argument(
+        "--framer",
+        choices=("socket", "rtu"),
+        default="socket",
+        help="socket: Modbus TCP (default); rtu: RTU frames over TCP",
+    )
+    parser.add_argument(
+        "--record", type=Path, metavar="FILE", help="append one JSON line per served read"
+    )
+    parser.add_argument(
+        "--period", type=_positive_float, default=0.1, help="seconds per tick (default 0.1)"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default="INFO",
+        type=str.upper,
+        help="stderr log level (default %(default)s)",
+    )
+    return parser
+
+
+async def serve(config: SimulatorConfig) -> int:
+    """Run until SIGTERM/SIGINT; 0 on a clean stop, 1 when the server cannot start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    simulator = Simulator(config)
+    try:
+        try:
+            port = await simulator.start()
+        except (OSError, RuntimeError) as exc:
+            logger.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
+            return 1
+        print(f"READY port={port}", flush=True)
+        await stop.wait()
+        logger.info("stopping")
+        return 0
+    finally:
+        await simulator.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, serve, return the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = SimulatorConfig(
+        host=args.host,
+        port=args.port,
+        units=args.units,
+        bulk_registers=args.bulk_registers,
+        framer=args.framer,
+        record=args.record,
+        period=args.period,
+    )
+    return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
