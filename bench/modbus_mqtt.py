@@ -83,7 +83,7 @@ class Subscriber:
 
 
 def gateway_config(
-    broker: Mosquitto, sims: list[tuple[ModbusSimulator, int]], tags: int, period: float, qos: int
+    broker: Mosquitto, sims: list[ModbusSimulator], tags: int, period: float, qos: int
 ) -> dict[str, Any]:
     profile = {
         "id": "bulk",
@@ -96,20 +96,19 @@ def gateway_config(
             }
         ],
     }
+    # Every device on its own port, hence its own connection, as on a real plant network.
+    endpoints = [(sim.host, port) for sim in sims for port in sim.ports]
     devices = [
         {
-            "id": f"dev{index:04d}-u{unit}",
+            "id": f"dev{index:04d}",
             "type": "modbus",
-            "host": sim.host,
-            "port": sim.port,
-            "unit": unit,
+            "host": host,
+            "port": port,
             "timeout": 2.0,
             "profile": "bulk",
             "labels": {"line": "bench"},
         }
-        for index, (sim, unit) in enumerate(
-            (sim, unit) for sim, units in sims for unit in range(1, units + 1)
-        )
+        for index, (host, port) in enumerate(endpoints)
     ]
     return {
         "gateway": {"id": "bench-gw", "log_level": "WARNING"},
@@ -143,20 +142,20 @@ def run(args: argparse.Namespace) -> str:
     with TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         broker = Mosquitto(work / "mosquitto").start()
-        sims: list[tuple[ModbusSimulator, int]] = []
+        sims: list[ModbusSimulator] = []
         gateway: GatewayProcess | None = None
         subscriber: Subscriber | None = None
         try:
             remaining = args.devices
             while remaining:
-                units = min(remaining, args.units_per_sim)
+                ports = min(remaining, args.devices_per_sim)
                 sim = ModbusSimulator(
                     work / f"sim{len(sims)}",
-                    "--units", str(units), "--bulk-registers", str(args.tags),
-                    "--log-level", "WARNING", name=f"sim{len(sims)}",
+                    "--ports", str(ports), "--bulk-registers", str(args.tags),
+                    "--log-level", "WARNING", port=0, name=f"sim{len(sims)}",
                 )  # fmt: skip
-                sims.append((sim.start(), units))
-                remaining -= units
+                sims.append(sim.start())
+                remaining -= ports
             subscriber = Subscriber(broker.host, broker.port, "bench")
             config = gateway_config(broker, sims, args.tags, args.period, args.qos)
             gateway = GatewayProcess(work / "gateway", config).start()
@@ -168,7 +167,7 @@ def run(args: argparse.Namespace) -> str:
             )
             time.sleep(args.warmup)  # a measurement window, not a wait for an effect
             process = psutil.Process(gateway.process.pid)
-            sim_processes = [psutil.Process(sim.process.pid) for sim, _ in sims]
+            sim_processes = [psutil.Process(sim.process.pid) for sim in sims]
             cpu_before = cpu_seconds(process)
             sims_before = sum(cpu_seconds(p) for p in sim_processes)
             subscriber.reset()
@@ -185,7 +184,7 @@ def run(args: argparse.Namespace) -> str:
                 subscriber.close()
             if gateway is not None:
                 gateway.stop()
-            for sim, _ in sims:
+            for sim in sims:
                 sim.stop()
             broker.close()
     rate = values / elapsed
@@ -211,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--period", type=float, default=1.0, help="poll period, seconds")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
-    parser.add_argument("--units-per-sim", type=int, default=50, help="devices per simulator")
+    parser.add_argument(
+        "--devices-per-sim", type=int, default=50, help="devices (ports) per simulator process"
+    )
     parser.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))
     print(run(parser.parse_args(argv)), flush=True)
     return 0

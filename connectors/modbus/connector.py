@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from connectors.modbus.decode import BlockDecoder
 from connectors.modbus.link import LinkPool, ModbusLink, NoResponse
 from connectors.modbus.planner import ReadRequest, Span, plan_reads, split_request
 from gateway.errors import ConnectorError
-from gateway.reading import Batch, Quality, Reading
+from gateway.reading import Batch, Quality, Reading, Value, good_readings
 from gateway.status import DeviceState, DeviceStatus
 
 __all__ = ["ModbusConnector", "exception_reason"]
@@ -43,16 +44,17 @@ class _PlannedRead:
     request: ReadRequest
     names: tuple[str, ...]
     decoder: BlockDecoder | None
-    """None for coil and discrete input tables, whose values are bits."""
+    """None for coil and discrete input tables, whose values are bits at ``bit_offsets``."""
+    bit_offsets: tuple[int, ...]
 
 
 def _planned(request: ReadRequest, tags: Sequence[ModbusTag]) -> _PlannedRead:
     names = tuple(tags[span.tag].name for span in request.spans)
-    decoder = None
-    if not request.table.is_bits:
-        located = [(tags[span.tag], span.address) for span in request.spans]
-        decoder = BlockDecoder(request.address, request.count, located)
-    return _PlannedRead(request, names, decoder)
+    if request.table.is_bits:
+        offsets = tuple(span.address - request.address for span in request.spans)
+        return _PlannedRead(request, names, None, offsets)
+    located = [(tags[span.tag], span.address) for span in request.spans]
+    return _PlannedRead(request, names, BlockDecoder(request.address, request.count, located), ())
 
 
 class _GroupPlan:
@@ -70,6 +72,9 @@ class _GroupPlan:
             max_gap=device.max_gap,
         )
         self.reads = [_planned(request, self.tags) for request in requests]
+        seed = zlib.crc32(f"{device.id}/{group.name}".encode())
+        self.phase = group.interval * seed / 2**32
+        """Where in the interval this group's polls fall, stable for a device across restarts."""
 
 
 class ModbusConnector:
@@ -106,7 +111,9 @@ class ModbusConnector:
 
     async def batches(self) -> AsyncIterator[Batch]:
         loop = asyncio.get_running_loop()
-        due = [loop.time()] * len(self._plans)
+        begin = loop.time()
+        due = [begin] * len(self._plans)
+        polled = [False] * len(self._plans)
         while True:
             index = min(range(len(due)), key=due.__getitem__)
             wait = due[index] - loop.time()
@@ -118,6 +125,16 @@ class ModbusConnector:
             finished = loop.time()
             self.status.last_poll_duration_s = finished - started
             interval = plan.group.interval
+            if not polled[index]:
+                # The first poll happens at once; later ones keep a phase of their own, so
+                # hundreds of devices with one interval spread their polls over it instead of
+                # all polling (and publishing) in the same instant.
+                polled[index] = True
+                due[index] = begin + plan.phase
+                while due[index] <= finished:
+                    due[index] += interval
+                yield batch
+                continue
             due[index] += interval
             if due[index] < finished:
                 # Overrun: skip the cycles that could not start on time instead of queueing
@@ -177,24 +194,10 @@ class ModbusConnector:
             received_ns = time.time_ns()
             if read.decoder is None:
                 bits = response.bits
-                base = request.address
-                for name, span in zip(read.names, request.spans, strict=True):
-                    readings.append(
-                        Reading(
-                            device,
-                            name,
-                            bits[span.address - base],
-                            Quality.GOOD,
-                            cycle_ns,
-                            received_ns,
-                        )
-                    )
+                values: Sequence[Value] = [bits[offset] for offset in read.bit_offsets]
             else:
                 values = read.decoder.decode(response.registers)
-                for name, value in zip(read.names, values, strict=True):
-                    readings.append(
-                        Reading(device, name, value, Quality.GOOD, cycle_ns, received_ns)
-                    )
+            readings += good_readings(device, read.names, values, cycle_ns, received_ns)
             done.append(read)
         plan.reads = done
         self._account(len(done), failed, failures, readings, cycle_ns)

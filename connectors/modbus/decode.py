@@ -90,7 +90,7 @@ def _scaler(tag: ModbusTag) -> Callable[[float], float] | None:
 class BlockDecoder:
     """Decodes the registers of one read request into the values of its tags, in tag order."""
 
-    __slots__ = ("_block", "_count", "_fast", "_fast_index", "_post", "_size", "_slow")
+    __slots__ = ("_all_fast", "_block", "_count", "_fast", "_fast_index", "_post", "_size", "_slow")
 
     def __init__(self, address: int, count: int, tags: Sequence[tuple[ModbusTag, int]]) -> None:
         """``tags`` are (tag, protocol address) pairs, all inside [address, address + count)."""
@@ -112,9 +112,13 @@ class BlockDecoder:
                 self._slow.append((index, _tag_decoder(tag, offset)))
         self._fast = struct.Struct(fast_format).unpack_from if self._fast_index else None
         self._post = [(i, s) for i, (tag, _) in enumerate(tags) if (s := _scaler(tag)) is not None]
+        # The common case, numeric big-endian tags in address order: one unpack is the answer.
+        self._all_fast = self._fast_index == list(range(self._size)) and not self._post
 
     def decode(self, registers: Sequence[int]) -> list[RegisterValue]:
         raw = self._block.pack(*registers[: self._count])
+        if self._all_fast:
+            return list(self._fast(raw))  # type: ignore[misc]
         values: list[RegisterValue] = [0] * self._size
         if self._fast is not None:
             for index, value in zip(self._fast_index, self._fast(raw), strict=True):

@@ -1,7 +1,8 @@
 """Command line of the Modbus PLC simulator: ``python -m simulators.modbus --port 0 --units 3``.
 
-Prints ``READY port=<port>`` on stdout once listening (the only stdout output), logs to
-stderr, and exits 0 on SIGTERM or SIGINT.
+Prints ``READY port=<port>`` on stdout once listening (with ``--ports N``, followed by
+`` ports=<p1>,<p2>,...``; the only stdout output), logs to stderr, and exits 0 on SIGTERM or
+SIGINT.
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--period", type=_positive_float, default=0.1, help="seconds per tick (default 0.1)"
     )
     parser.add_argument(
+        "--ports",
+        type=_bounded_int(1, 1000),
+        default=1,
+        metavar="N",
+        help="listen on N ports serving the same units: port, port+1, ... (default 1)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         default="INFO",
@@ -110,11 +118,12 @@ async def serve(config: SimulatorConfig) -> int:
     simulator = Simulator(config)
     try:
         try:
-            port = await simulator.start()
+            ports = await simulator.start()
         except (OSError, RuntimeError) as exc:
             logger.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
             return 1
-        print(f"READY port={port}", flush=True)
+        extra = f" ports={','.join(map(str, ports))}" if len(ports) > 1 else ""
+        print(f"READY port={ports[0]}{extra}", flush=True)
         await stop.wait()
         logger.info("stopping")
         return 0
@@ -138,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         framer=args.framer,
         record=args.record,
         period=args.period,
+        ports=args.ports,
     )
     return asyncio.run(serve(config))
 

@@ -81,6 +81,9 @@ class SimulatorConfig:
     framer: FramerName = "socket"
     record: Path | None = None
     period: float = 0.1
+    ports: int = 1
+    """Listeners serving the same units, like a PLC with several Ethernet ports: port,
+    port+1, ... (all free ones when port is 0). Benchmarks give each device its own link."""
 
 
 class Clock:
@@ -302,44 +305,46 @@ class Simulator:
         self.config = config
         clock = Clock(config.period)
         self.units = {u: MachineUnit(u, clock, config.bulk_registers) for u in config.units}
-        self._server: ModbusTcpServer | None = None
+        self._servers: list[ModbusTcpServer] = []
         self._recorder: Recorder | None = None
 
-    async def start(self) -> int:
-        """Listen and return the bound port (the real one when ``config.port`` is 0)."""
+    async def start(self) -> list[int]:
+        """Listen and return the bound ports (the real ones when ``config.port`` is 0)."""
         devices = [unit.device() for unit in self.units.values()]
-        server = ModbusTcpServer(
-            devices,
-            framer=_FRAMERS[self.config.framer],
-            address=(self.config.host, self.config.port),
-        )
-        self._server = server
         if self.config.record is not None:
             self._recorder = Recorder(self.config.record)
-        # The server builds a plain SimCore from the devices; swap in ours (built once more:
-        # cheap, and it keeps to SimCore's public constructor).
-        server.context = MachineCore(devices, self._recorder)
-        await server.serve_forever(background=True)
-        listener = server.transport
-        assert isinstance(listener, asyncio.Server)
-        port: int = listener.sockets[0].getsockname()[1]
+        # Each server builds a plain SimCore from the devices; all share ours instead (built
+        # once more: cheap, and it keeps to SimCore's public constructor).
+        core = MachineCore(devices, self._recorder)
+        ports: list[int] = []
+        for index in range(self.config.ports):
+            wanted = self.config.port + index if self.config.port else 0
+            server = ModbusTcpServer(
+                devices, framer=_FRAMERS[self.config.framer], address=(self.config.host, wanted)
+            )
+            self._servers.append(server)
+            server.context = core
+            await server.serve_forever(background=True)
+            listener = server.transport
+            assert isinstance(listener, asyncio.Server)
+            ports.append(listener.sockets[0].getsockname()[1])
         logger.info(
-            "serving units %s on %s:%d (framer %s, %d bulk registers, period %ss%s)",
+            "serving units %s on %s:%s (framer %s, %d bulk registers, period %ss%s)",
             _id_ranges(self.units),
             self.config.host,
-            port,
+            ",".join(map(str, ports)),
             self.config.framer,
             self.config.bulk_registers,
             self.config.period,
             f", recording to {self.config.record}" if self.config.record else "",
         )
-        return port
+        return ports
 
     async def stop(self) -> None:
-        """Close the listener and all client connections, then the record file."""
-        if self._server is not None:
-            await self._server.shutdown()  # type: ignore[no-untyped-call]  # unannotated in 3.16
-            self._server = None
+        """Close the listeners and all client connections, then the record file."""
+        while self._servers:
+            server = self._servers.pop()
+            await server.shutdown()  # type: ignore[no-untyped-call]  # unannotated in 3.16
         if self._recorder is not None:
             self._recorder.close()
             self._recorder = None
