@@ -1,4 +1,4 @@
-"""The ``gateway`` command: run, check-config."""
+"""The ``gateway`` command: run, check-config, demo, watch."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError
+from gateway.demo import run_demo
+from gateway.errors import ConfigError, GatewayError
 from gateway.protocols import Sink
 from gateway.runtime import Runtime
 from gateway.sinks.mqtt import MqttSink
+from gateway.watch import watch
 
 __all__ = ["main"]
 
@@ -29,6 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", help="override gateway.log_level (DEBUG, INFO, ...)")
     check = commands.add_parser("check-config", help="validate configuration files")
     check.add_argument("files", type=Path, nargs="+")
+    demo = commands.add_parser("demo", help="run the simulator, a broker and the gateway")
+    demo.add_argument("--config", "-c", type=Path, default=Path("config/gateway.yaml"))
+    demo.add_argument("--workdir", type=Path, default=Path("demo-data"), help="logs and state")
+    watch = commands.add_parser("watch", help="print the messages on MQTT topics")
+    watch.add_argument("topics", nargs="*", default=["#"], help="topic filters (default #)")
+    watch.add_argument("--host", default="127.0.0.1")
+    watch.add_argument("--port", type=int, default=1883)
+    watch.add_argument("--count", type=int, help="stop after this many messages")
     return parser
 
 
@@ -36,6 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.files)
+    if args.command == "watch":
+        return watch(args.host, args.port, args.topics, args.count)
+    if args.command == "demo":
+        _setup_logging("INFO")
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            return asyncio.run(run_demo(args.config, args.workdir, _serve))
+        except GatewayError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -89,11 +109,16 @@ async def _run(config: GatewayConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    await _serve(config, stop)
+    return 0
+
+
+async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
+    """Run the gateway until ``stop`` is set."""
     runtime = Runtime(config, build_sinks(config))
     log.info("gateway %s: starting: %s", config.gateway.id, _summary(config))
     await runtime.run(stop)
     log.info("gateway %s: stopped", config.gateway.id)
-    return 0
 
 
 if __name__ == "__main__":

@@ -173,6 +173,19 @@ class ManagedProcess:
         popen.kill()
         return popen.wait(10.0)
 
+    def send_signal(self, signum: int) -> None:
+        """Deliver ``signum`` (e.g. SIGINT, as Ctrl-C would) without waiting."""
+        os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        """Wait for the process to exit by itself; its exit code."""
+        if self._popen is None:
+            raise RuntimeError(f"{self.name} was never started")
+        try:
+            return self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{self.name} still running after {timeout} s") from None
+
     def suspend(self) -> None:
         """SIGSTOP: the process keeps its sockets open but answers nothing (a hung server)."""
         os.kill(self.pid, signal.SIGSTOP)

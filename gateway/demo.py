@@ -1,0 +1,154 @@
+"""``gateway demo``: the Modbus PLC simulator, a broker and the gateway, on one command.
+
+Runs config/gateway.yaml against a simulator and a broker it starts itself: Mosquitto when it
+is installed, else the embedded amqtt broker. Prefers the usual ports (5020, 1883) and takes
+free ones when those are busy. Ctrl-C stops everything it started, by PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import GatewayError
+
+__all__ = ["run_demo"]
+
+HOST = "127.0.0.1"
+READY_TIMEOUT = 30.0
+
+
+def _port(preferred: int) -> int:
+    """``preferred`` if nothing listens there, else a free port the OS picks."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, preferred))
+        except OSError:
+            probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _wait_port(port: int, process: asyncio.subprocess.Process, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_TIMEOUT
+    while loop.time() < deadline:
+        if process.returncode is not None:
+            raise GatewayError(f"{what} exited with code {process.returncode} at start-up")
+        try:
+            _, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise GatewayError(f"{what} did not listen on port {port} within {READY_TIMEOUT:g} s")
+
+
+async def _start_broker(workdir: Path, port: int) -> tuple[asyncio.subprocess.Process, str]:
+    log = (workdir / "broker.log").open("wb")
+    mosquitto = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+    if mosquitto:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(
+            f"per_listener_settings true\npersistence false\nmax_queued_messages 0\n"
+            f"listener {port} {HOST}\nallow_anonymous true\n"
+        )
+        argv, name = [mosquitto, "-c", str(conf)], "Mosquitto"
+    elif importlib.util.find_spec("amqtt") is not None:
+        conf = workdir / "amqtt.yaml"
+        conf.write_text(
+            f"listeners:\n  default:\n    type: tcp\n    bind: {HOST}:{port}\n"
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+            "    allow_anonymous: true\n"
+        )
+        amqtt = Path(sys.executable).with_name("amqtt")
+        argv, name = [str(amqtt), "-c", str(conf)], "embedded amqtt broker"
+    else:
+        raise GatewayError(
+            "no MQTT broker: install Mosquitto (apt-get install mosquitto) "
+            "or the demo extra (pip install 'edge-gateway[demo]')"
+        )
+    # A session of its own: Ctrl-C reaches only the demo, which stops the broker last.
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=log, stderr=log, start_new_session=True
+    )
+    await _wait_port(port, process, name)
+    return process, name
+
+
+async def _start_simulator(port: int) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.modbus", "--port", str(port), "--units", "3",
+        "--log-level", "WARNING", stdout=asyncio.subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            line = await process.stdout.readline()
+    except TimeoutError:
+        line = b""
+    if not line.startswith(b"READY"):
+        raise GatewayError(f"the Modbus simulator did not start on port {port}")
+    return process
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        try:
+            async with asyncio.timeout(5):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def run_demo(
+    config_path: Path,
+    workdir: Path,
+    serve: Callable[[GatewayConfig, asyncio.Event], Awaitable[None]],
+) -> int:
+    """Start the simulator and a broker in ``workdir`` (which exists), then ``serve`` the
+    gateway with config_path until Ctrl-C."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started: list[asyncio.subprocess.Process] = []
+    try:
+        broker_port, sim_port = _port(1883), _port(5020)
+        broker, broker_name = await _start_broker(workdir, broker_port)
+        started.append(broker)
+        started.append(await _start_simulator(sim_port))
+        os.environ.update(MQTT_HOST=HOST, MQTT_PORT=str(broker_port), SIM_PORT=str(sim_port))
+        config = load_config(config_path)
+        assert config.mqtt is not None
+        prefix = f"{config.mqtt.topic_prefix}/{config.gateway.id}"
+        print(
+            f"\n  Modbus PLC simulator  {HOST}:{sim_port} (units 1-3)\n"
+            f"  MQTT broker           {HOST}:{broker_port} ({broker_name})\n"
+            f"  gateway               {config.gateway.id}: {len(config.devices)} devices "
+            f"from {config_path}\n\n"
+            f"  Watch the telemetry:\n"
+            f"    mosquitto_sub -h {HOST} -p {broker_port} -t '{prefix}/#' -v\n"
+            f"    {Path(sys.executable).with_name('gateway')} watch --port {broker_port} "
+            f"'{prefix}/#'\n\n"
+            f"  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        await serve(config, stop)
+        return 0
+    finally:
+        for process in reversed(started):
+            with contextlib.suppress(ProcessLookupError):
+                await _stop(process)

@@ -1,0 +1,81 @@
+"""The command line as a user meets it: check-config, demo (what `make demo` runs) and watch."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from paho.mqtt import publish
+
+from gateway.cli import main
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_watch import MqttWatch
+from tests.support.processes import ManagedProcess, wait_until
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_check_config_prints_a_summary_or_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", str(ROOT / "config" / "gateway.yaml")]) == 0
+    assert "3 device(s)" in capsys.readouterr().out
+    document = yaml.safe_load((ROOT / "config" / "gateway.yaml").read_text())
+    document["devices"][2]["unit"] = 300
+    document["profiles"][0]["groups"][0]["tags"][5]["data_type"] = "float33"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(document))
+    assert main(["check-config", str(bad)]) == 1
+    errors = capsys.readouterr().err
+    assert "devices[2].unit" in errors
+    assert "profiles[0].groups[0].tags[5].data_type" in errors
+
+
+def test_demo_publishes_then_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
+    demo = ManagedProcess(
+        [sys.executable, "-m", "gateway.cli", "demo", "--workdir", str(tmp_path / "demo")],
+        tmp_path,
+        name="demo",
+        cwd=ROOT,
+    ).start()
+    try:
+        banner = demo.wait_for_line(r"MQTT broker\s+127\.0\.0\.1:(\d+)", 30)
+        port = int(banner.group(1))
+        children = psutil.Process(demo.pid).children()
+        assert len(children) == 2, children  # the broker and the simulator
+        with MqttWatch("127.0.0.1", port, "factory/plant1-gw/#") as watch:
+            message = watch.wait_for(lambda m: m.topic.endswith("/filler-1/telemetry"), 15)
+            assert message.json()["values"]["door_closed"] is True
+            demo.send_signal(signal.SIGINT)
+            watch.wait_for(
+                lambda m: m.topic == "factory/plant1-gw/status" and m.json()["state"] == "offline",
+                10,
+                "the gateway's own offline status before the broker stops",
+            )
+        assert demo.wait_exit(15) == 0
+        assert not any(child.is_running() for child in children)
+    finally:
+        demo.stop()
+
+
+def test_watch_prints_messages(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    argv = [sys.executable, "-m", "gateway.cli", "watch", "--port", str(mosquitto.port)]
+    watcher = ManagedProcess([*argv, "--count", "1", "t/#"], tmp_path, name="watch", cwd=ROOT)
+    watcher.start()
+    try:
+        # Until the watcher has subscribed, a message goes nowhere: publish until it shows.
+        def printed() -> bool:
+            publish.single("t/x", b'{"a":1}', hostname=mosquitto.host, port=mosquitto.port)
+            return "t/x" in watcher.output()
+
+        wait_until(printed, 10, "watch printed the message", interval=0.2)
+        assert watcher.wait_exit(5) == 0
+        assert 't/x {"a":1}' in watcher.output()
+    finally:
+        watcher.stop()
