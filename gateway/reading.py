@@ -68,3 +68,4 @@ class Batch:
     cycle_ns: int
     """The cycle's timestamp: sinks that publish one message per batch stamp it with this."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    """The device's labels (site, line...), set by the runtime from its configuration."""

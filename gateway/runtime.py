@@ -91,7 +91,10 @@ class Runtime:
         report = ReportFilter(tag for group in groups for tag in group.tags)
         runtime_config = self.config.runtime
 
+        labels = device.labels
+
         def on_batch(batch: Batch) -> None:
+            batch.labels = labels
             report.apply(batch)
             for buffer in self.buffers:
                 buffer.put(batch)

@@ -201,7 +201,7 @@ class ModbusConnector:
             done.append(read)
         plan.reads = done
         self._account(len(done), failed, failures, readings, cycle_ns)
-        return Batch(device, readings, cycle_ns, self.device.labels)
+        return Batch(device, readings, cycle_ns)
 
     def _bad(self, readings: list[Reading], read: _PlannedRead, reason: str, cycle_ns: int) -> None:
         received_ns = time.time_ns()

@@ -1,0 +1,115 @@
+"""The runtime with fake connectors and sinks: isolation, recovery, statuses, orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.config import DeviceConfig, GatewayConfig, GroupConfig, parse_config
+from gateway.protocols import Connector
+from gateway.runtime import Runtime
+from gateway.status import DeviceStatus
+from tests.support.processes import async_wait_until
+from tests.unit.fakes import FakeConnector, FakeSink
+
+
+def config(*device_ids: str, **runtime: Any) -> GatewayConfig:
+    tags = [{"name": "t0", "address": 0}]
+    return parse_config(
+        {
+            "gateway": {"id": "gw"},
+            "runtime": {"reconnect_min": 0.01, "reconnect_max": 0.02, **runtime},
+            "devices": [
+                {
+                    "id": d,
+                    "type": "modbus",
+                    "host": "127.0.0.1",
+                    "groups": [{"tags": tags}],
+                    "labels": {"line": "l1"},
+                }
+                for d in device_ids
+            ],
+        }
+    )
+
+
+class Factory:
+    def __init__(self, **per_device: dict[str, int]) -> None:
+        self.per_device = per_device
+        self.connectors: dict[str, FakeConnector] = {}
+
+    def __call__(
+        self, device: DeviceConfig, groups: Sequence[GroupConfig], status: DeviceStatus
+    ) -> Connector:
+        connector = FakeConnector(status, **self.per_device.get(device.id, {}))
+        self.connectors[device.id] = connector
+        return connector
+
+
+async def test_a_failing_device_never_stalls_the_others_and_recovers() -> None:
+    sink = FakeSink()
+    factory = Factory(flaky={"fail_starts": 3})
+    runtime = Runtime(config("good", "flaky"), [sink], factory)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    await async_wait_until(lambda: sum(b.device == "good" for b in sink.written) >= 20)
+    await async_wait_until(lambda: any(b.device == "flaky" for b in sink.written))
+    assert factory.connectors["flaky"].starts == 4
+    assert ("flaky", "offline") in sink.statuses
+    flaky = runtime.devices["flaky"].status
+    assert flaky.state.value == "online"
+    stop.set()
+    await task
+    # Orderly stop: connectors stopped, sinks stopped, every device published offline last.
+    assert all(c.stops >= 1 for c in factory.connectors.values())
+    assert sink.started and sink.stopped
+    assert sink.statuses[-2:] == [("good", "offline"), ("flaky", "offline")]
+
+
+async def test_a_lost_connection_restarts_the_connector() -> None:
+    sink = FakeSink()
+    factory = Factory(dev={"cycles": 3})
+    runtime = Runtime(config("dev"), [sink], factory)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    await async_wait_until(
+        lambda: "dev" in factory.connectors and factory.connectors["dev"].starts >= 3
+    )
+    stop.set()
+    await task
+    assert len([b for b in sink.written if b.device == "dev"]) >= 6
+    assert runtime.devices["dev"].status.last_error == "gateway stopped"
+
+
+async def test_batches_carry_the_device_labels_and_are_flushed_at_stop() -> None:
+    sink = FakeSink()
+    runtime = Runtime(config("dev"), [sink], Factory())
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    await async_wait_until(lambda: len(sink.written) >= 1)
+    sink.gate.clear()  # the sink stalls: batches pile up in the runtime's buffer
+    await async_wait_until(lambda: runtime.buffers[0].depth >= 5)
+    stop.set()
+    await asyncio.sleep(0.05)
+    sink.gate.set()  # within the shutdown timeout: everything held is written
+    await task
+    assert runtime.buffers[0].depth == 0
+    assert all(dict(b.labels) == {"line": "l1"} for b in sink.written)
+    cycles = [b.cycle_ns for b in sink.written]
+    assert cycles == sorted(cycles) and cycles == list(range(len(cycles)))
+
+
+async def test_devices_can_be_added_and_removed_while_running() -> None:
+    sink = FakeSink()
+    cfg = config("a", "b")
+    runtime = Runtime(cfg.model_copy(update={"devices": cfg.devices[:1]}), [sink], Factory())
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    await runtime.started.wait()
+    runtime.add_device(cfg.devices[1])
+    await async_wait_until(lambda: any(b.device == "b" for b in sink.written))
+    await runtime.remove_device("a")
+    assert set(runtime.devices) == {"b"}
+    stop.set()
+    await task
