@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from simulators.modbus.machine import expected_values
@@ -172,6 +173,34 @@ def test_every_tag_arrives_with_the_right_value(
     gateway_status = watch.wait_for(on(f"{PREFIX}/{GW}/status"))
     assert gateway_status.json()["state"] == "online"
     assert "Traceback" not in gateway.log()
+    # Three unit ids behind one endpoint share one TCP connection.
+    links = [
+        c
+        for c in psutil.Process(gateway.process.pid).net_connections("tcp")
+        if c.raddr and c.raddr.port == sim.port
+    ]
+    assert len(links) == 1, links
+
+
+def test_rtu_framing_over_tcp(
+    launch_sim: Callable[..., ModbusSimulator],
+    mosquitto: Mosquitto,
+    watch: MqttWatch,
+    run_gateway: Callable[[dict[str, Any]], GatewayProcess],
+) -> None:
+    sim = launch_sim("--units", "2,7", "--framer", "rtu", *FROZEN)
+    devices = [
+        device("rtu-2", sim.port, unit=2, transport="rtu_over_tcp"),
+        device("rtu-7", sim.port, unit=7, transport="rtu_over_tcp"),
+    ]
+    run_gateway(config(mosquitto, devices))
+    for unit in (2, 7):
+        payload = watch.wait_for(on(telemetry(f"rtu-{unit}")), 15).json()
+        assert "bad" not in payload
+        assert payload["values"]["part_count"] == expected_tags(unit)["part_count"]
+        assert payload["values"]["temperature_dcba"] == pytest.approx(
+            expected_tags(unit)["temperature"], rel=1e-6
+        )
 
 
 def test_sigterm_publishes_offline_states_and_exits_cleanly(
