@@ -1,0 +1,1 @@
+"""OPC UA connector (asyncua): subscriptions and polling, discovery, security, reconnect."""
