@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages of the real servers the integration tests start (on free ports).
-DEBIAN_PACKAGES := mosquitto mosquitto-clients
+DEBIAN_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb influxdb-client chromium chromium-driver
 
 .PHONY: demo test lint unit integration bench install system-packages clean
 
@@ -24,7 +24,7 @@ system-packages:
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
 	  echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing" >&2; \
 	  echo "(integration tests that need them will be skipped)" >&2; \

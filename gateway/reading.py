@@ -69,3 +69,6 @@ class Batch:
     """The cycle's timestamp: sinks that publish one message per batch stamp it with this."""
     labels: Mapping[str, str] = field(default_factory=dict)
     """The device's labels (site, line...), set by the runtime from its configuration."""
+    measurement: str | None = None
+    """Where time-series sinks file it (the device's or profile's ``measurement``); None
+    means the sink's default."""

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.sinks.influx_config import Measurement
 from gateway.tags import TagBase
 
 __all__ = [
@@ -146,6 +147,8 @@ class ModbusProfile(BaseModel):
     type: Literal["modbus"]
     description: str | None = None
     groups: list[ModbusGroup] = Field(min_length=1)
+    measurement: Measurement | None = None
+    """Time-series measurement of its devices (None: the sink's default)."""
 
 
 class ModbusDeviceConfig(BaseModel):
@@ -179,6 +182,8 @@ class ModbusDeviceConfig(BaseModel):
     )
     profile: str | None = None
     groups: list[ModbusGroup] | None = None
+    measurement: Measurement | None = None
+    """Time-series measurement (None: the profile's, else the sink's default)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
