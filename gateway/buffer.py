@@ -14,6 +14,7 @@ from collections import deque
 from gateway.backoff import Backoff
 from gateway.config import RuntimeConfig
 from gateway.errors import RetryableSinkError, SinkError
+from gateway.metrics import LatencyHistogram
 from gateway.protocols import Sink
 from gateway.reading import Batch
 
@@ -40,6 +41,8 @@ class SinkBuffer:
         self.failed_writes = 0
         self.last_error: str | None = None
         self.last_write_ns: int | None = None
+        self.latency = LatencyHistogram()
+        """How old each batch was when the sink confirmed it (poll to delivery)."""
 
     @property
     def depth(self) -> int:
@@ -93,8 +96,15 @@ class SinkBuffer:
                 continue
             except SinkError as exc:
                 # Retrying cannot help: count the loss and move on.
-                self._failed(exc)
-                self.dropped_readings += sum(len(b.readings) for b in self._inflight)
+                lost = sum(len(b.readings) for b in self._inflight)
+                log.error(
+                    "sink %s: write refused for good, %d readings dropped: %s",
+                    self.sink.name,
+                    lost,
+                    exc,
+                )
+                self.failed_writes += 1
+                self.dropped_readings += lost
                 self._inflight.clear()
                 return
             if self.last_error is not None:
@@ -105,9 +115,12 @@ class SinkBuffer:
                 )
                 self.last_error = None
             self._backoff.reset()
+            now = time.time_ns()
             self.written_batches += len(self._inflight)
             self.written_readings += sum(len(b.readings) for b in self._inflight)
-            self.last_write_ns = time.time_ns()
+            for batch in self._inflight:
+                self.latency.observe((now - batch.cycle_ns) / 1e9)
+            self.last_write_ns = now
             self._inflight.clear()
             return
 

@@ -1,4 +1,4 @@
-"""The ``gateway`` command: run, check-config, demo, watch."""
+"""The ``gateway`` command: run, check-config, demo, watch, browse."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from connectors.opcua.browse import add_browse_arguments, run_browse
+from connectors.registry import build_connector_factory
+from gateway.api.app import create_app
+from gateway.api.server import serve_api
 from gateway.config import GatewayConfig, load_config
 from gateway.demo import run_demo
 from gateway.errors import ConfigError, GatewayError
 from gateway.protocols import Sink
 from gateway.runtime import Runtime
+from gateway.sinks.influx import InfluxSink
 from gateway.sinks.mqtt import MqttSink
 from gateway.watch import watch
 
@@ -29,16 +34,21 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the gateway")
     run.add_argument("--config", "-c", type=Path, required=True, help="YAML configuration file")
     run.add_argument("--log-level", help="override gateway.log_level (DEBUG, INFO, ...)")
+    run.add_argument("--api-host", help="override api.host (default 127.0.0.1)")
+    run.add_argument("--api-port", type=int, help="override api.port (default 8000)")
     check = commands.add_parser("check-config", help="validate configuration files")
     check.add_argument("files", type=Path, nargs="+")
     demo = commands.add_parser("demo", help="run the simulator, a broker and the gateway")
     demo.add_argument("--config", "-c", type=Path, default=Path("config/gateway.yaml"))
     demo.add_argument("--workdir", type=Path, default=Path("demo-data"), help="logs and state")
+    demo.add_argument("--api-port", type=int, default=8000, help="page and API (default 8000)")
     watch = commands.add_parser("watch", help="print the messages on MQTT topics")
     watch.add_argument("topics", nargs="*", default=["#"], help="topic filters (default #)")
     watch.add_argument("--host", default="127.0.0.1")
     watch.add_argument("--port", type=int, default=1883)
     watch.add_argument("--count", type=int, help="stop after this many messages")
+    browse = commands.add_parser("browse", help="list the variables of an OPC UA server")
+    add_browse_arguments(browse)
     return parser
 
 
@@ -48,11 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.files)
     if args.command == "watch":
         return watch(args.host, args.port, args.topics, args.count)
+    if args.command == "browse":
+        _setup_logging("WARNING")
+        return run_browse(args)
     if args.command == "demo":
         _setup_logging("INFO")
         args.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            return asyncio.run(run_demo(args.config, args.workdir, _serve))
+            return asyncio.run(run_demo(args.config, args.workdir, _serve, args.api_port))
         except GatewayError as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 1
@@ -62,7 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     _setup_logging(args.log_level or config.gateway.log_level)
-    return asyncio.run(_run(config))
+    overrides = {"host": args.api_host, "port": args.api_port}
+    if any(v is not None for v in overrides.values()):
+        api = config.api.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        config = config.model_copy(update={"api": api})
+    try:
+        return asyncio.run(_run(config))
+    except GatewayError as exc:
+        log.error("%s", exc)
+        return 1
 
 
 def _check_config(files: Sequence[Path]) -> int:
@@ -81,6 +102,8 @@ def _check_config(files: Sequence[Path]) -> int:
 def _summary(config: GatewayConfig) -> str:
     tags = sum(len(group.tags) for device in config.devices for group in config.groups_of(device))
     sinks = ["mqtt"] if config.mqtt else []
+    if config.influxdb is not None:
+        sinks.append(f"influxdb {config.influxdb.api}")
     return (
         f"gateway {config.gateway.id}, {len(config.devices)} device(s), "
         f"{len(config.profiles)} profile(s), {tags} tag(s), sinks: {', '.join(sinks) or 'none'}"
@@ -95,12 +118,16 @@ def _setup_logging(level: str) -> None:
     )
     # pymodbus logs every timeout and reconnect; the supervisors report state changes once.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # asyncua logs every request at INFO and a traceback for every lost connection.
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
 
 
 def build_sinks(config: GatewayConfig) -> list[Sink]:
     sinks: list[Sink] = []
     if config.mqtt is not None:
         sinks.append(MqttSink(config.mqtt, config.gateway.id))
+    if config.influxdb is not None:
+        sinks.append(InfluxSink(config.influxdb, config.gateway.id))
     return sinks
 
 
@@ -114,10 +141,14 @@ async def _run(config: GatewayConfig) -> int:
 
 
 async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
-    """Run the gateway until ``stop`` is set."""
-    runtime = Runtime(config, build_sinks(config))
+    """Run the gateway until ``stop`` is set: with the control plane, unless it is disabled."""
+    factory = build_connector_factory(config.gateway.data_dir)
     log.info("gateway %s: starting: %s", config.gateway.id, _summary(config))
-    await runtime.run(stop)
+    if config.api.enabled:
+        app = create_app(config, build_sinks(config), factory)
+        await serve_api(app, config.api.host, config.api.port, stop)
+    else:
+        await Runtime(config, build_sinks(config), factory).run(stop)
     log.info("gateway %s: stopped", config.gateway.id)
 
 

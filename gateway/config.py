@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +23,12 @@ from connectors.modbus.config import (
     ModbusProfile,
     ModbusTag,
 )
+from connectors.opcua.config import OpcUaDeviceConfig, OpcUaGroup, OpcUaProfile
+from connectors.opcua.config import check_groups as check_opcua_groups
+from gateway.api.config import ApiConfig
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.history import HistoryConfig
+from gateway.sinks.influx_config import InfluxConfig
 from gateway.sinks.mqtt_config import MqttConfig
 
 __all__ = [
@@ -36,12 +41,15 @@ __all__ = [
     "format_location",
     "load_config",
     "parse_config",
+    "problems_from",
 ]
 
-DeviceConfig = ModbusDeviceConfig
-ProfileConfig = ModbusProfile
-GroupConfig = ModbusGroup
+DeviceConfig = Annotated[ModbusDeviceConfig | OpcUaDeviceConfig, Field(discriminator="type")]
+ProfileConfig = Annotated[ModbusProfile | OpcUaProfile, Field(discriminator="type")]
+GroupConfig = ModbusGroup | OpcUaGroup
 TagConfig = ModbusTag
+_UNION_SECTIONS = ("devices", "profiles")
+_UNION_TAGS = frozenset({"modbus", "opcua"})
 
 
 class GatewaySection(BaseModel):
@@ -76,7 +84,10 @@ class GatewayConfig(BaseModel):
 
     gateway: GatewaySection
     mqtt: MqttConfig | None = None
+    influxdb: InfluxConfig | None = None
     runtime: RuntimeConfig = RuntimeConfig()
+    api: ApiConfig = ApiConfig()
+    history: HistoryConfig = HistoryConfig()
     profiles: list[ProfileConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
 
@@ -86,12 +97,19 @@ class GatewayConfig(BaseModel):
                 return profile
         raise KeyError(profile_id)
 
-    def groups_of(self, device: DeviceConfig) -> list[GroupConfig]:
-        """The device's own groups, or its profile's."""
+    def groups_of(self, device: DeviceConfig) -> list[ModbusGroup] | list[OpcUaGroup]:
+        """The device's own groups, or its profile's (of the same protocol: see
+        check_references)."""
         if device.groups is not None:
             return device.groups
         assert device.profile is not None
         return self.profile(device.profile).groups
+
+    def measurement_of(self, device: DeviceConfig) -> str | None:
+        """The device's measurement, or its profile's; None means the sink's default."""
+        if device.measurement is not None or device.profile is None:
+            return device.measurement
+        return self.profile(device.profile).measurement
 
 
 _SECRET = re.compile(r"password|token|secret", re.IGNORECASE)
@@ -124,16 +142,28 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def format_location(loc: tuple[int | str, ...]) -> str:
-    """pydantic's ('devices', 2, 'groups', 0, 'tags', 5, 'data_type') → devices[2]...data_type."""
+def format_location(loc: tuple[int | str, ...], *, union_at_root: bool = False) -> str:
+    """pydantic's ('devices', 2, 'groups', 0, 'tags', 5, 'data_type') → devices[2]...data_type.
+
+    The tag pydantic inserts after a discriminated union's index is dropped:
+    ('devices', 2, 'opcua', 'endpoint') → devices[2].endpoint; with ``union_at_root`` (a single
+    device or profile validated on its own, as in an API body) also ('opcua', 'endpoint').
+    """
     path = ""
-    for part in loc:
-        if part != "[key]":  # pydantic's marker for "the key itself", already named
-            path = _join(path, part)
+    for i, part in enumerate(loc):
+        if part == "[key]":  # pydantic's marker for "the key itself", already named
+            continue
+        if part in _UNION_TAGS and (
+            (i >= 2 and loc[i - 2] in _UNION_SECTIONS) or (union_at_root and i == 0)
+        ):
+            continue
+        path = _join(path, part)
     return path
 
 
-def _problems_from(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[ConfigProblem]:
+def problems_from(
+    exc: ValidationError, prefix: tuple[int | str, ...] = (), *, union_at_root: bool = False
+) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors():
         message = error["msg"].removeprefix("Value error, ")
@@ -145,7 +175,10 @@ def _problems_from(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> 
             and isinstance(given, str | int | float | bool)
         ):
             message = f"{message} (got {given!r})"
-        problems.append(ConfigProblem(format_location(prefix + tuple(error["loc"])), message))
+        loc = prefix + tuple(error["loc"])
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc += ("type",)  # the discriminator itself is the bad field
+        problems.append(ConfigProblem(format_location(loc, union_at_root=union_at_root), message))
     return problems
 
 
@@ -156,10 +189,15 @@ def check_references(config: GatewayConfig) -> list[ConfigProblem]:
     _duplicates((d.id for d in config.devices), "devices", "device id", problems)
     for p, profile in enumerate(config.profiles):
         problems += _check_groups(profile.groups, f"profiles[{p}]", None)
+        if isinstance(profile, OpcUaProfile):
+            problems += check_opcua_groups(profile.groups, f"profiles[{p}]")
     profile_index = {profile.id: p for p, profile in enumerate(config.profiles)}
     for d, device in enumerate(config.devices):
+        modbus = device if isinstance(device, ModbusDeviceConfig) else None
         if device.groups is not None:
-            problems += _check_groups(device.groups, f"devices[{d}]", device)
+            problems += _check_groups(device.groups, f"devices[{d}]", modbus)
+            if isinstance(device, OpcUaDeviceConfig):
+                problems += check_opcua_groups(device.groups, f"devices[{d}]")
         elif device.profile not in profile_ids:
             known = ", ".join(sorted(profile_ids)) or "none defined"
             problems.append(
@@ -167,12 +205,23 @@ def check_references(config: GatewayConfig) -> list[ConfigProblem]:
                     f"devices[{d}].profile", f"unknown profile {device.profile!r} ({known})"
                 )
             )
-        else:
+        elif config.profiles[profile_index[device.profile]].type != device.type:
+            other = config.profiles[profile_index[device.profile]].type
+            problems.append(
+                ConfigProblem(
+                    f"devices[{d}].profile",
+                    f"profile {device.profile!r} is a {other} profile; a {device.type} device"
+                    f" needs a {device.type} profile",
+                )
+            )
+        elif modbus is not None:
             p = profile_index[device.profile]
-            for g, group in enumerate(config.profiles[p].groups):
+            profile = config.profiles[p]
+            assert isinstance(profile, ModbusProfile)
+            for g, group in enumerate(profile.groups):
                 for t, tag in enumerate(group.tags):
                     path = f"profiles[{p}].groups[{g}].tags[{t}]"
-                    problems += _check_tag_fits(tag, path, device, f" (device devices[{d}])")
+                    problems += _check_tag_fits(tag, path, modbus, f" (device devices[{d}])")
     return problems
 
 
@@ -188,7 +237,7 @@ def _duplicates(
 
 
 def _check_groups(
-    groups: list[GroupConfig], where: str, device: DeviceConfig | None
+    groups: Sequence[GroupConfig], where: str, device: ModbusDeviceConfig | None
 ) -> list[ConfigProblem]:
     problems = []
     names: set[str] = set()
@@ -202,13 +251,13 @@ def _check_groups(
             if tag.name in names:
                 problems.append(ConfigProblem(f"{path}.name", f"duplicate tag name {tag.name!r}"))
             names.add(tag.name)
-            if device is not None:
+            if device is not None and isinstance(tag, ModbusTag):
                 problems += _check_tag_fits(tag, path, device)
     return problems
 
 
 def _check_tag_fits(
-    tag: TagConfig, path: str, device: DeviceConfig, context: str = ""
+    tag: TagConfig, path: str, device: ModbusDeviceConfig, context: str = ""
 ) -> list[ConfigProblem]:
     problems = []
     if tag.address < device.address_base:
@@ -249,7 +298,7 @@ def parse_config(data: Any, source: str | None = None) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problems_from(exc), source) from exc
+        raise ConfigError(problems_from(exc), source) from exc
     problems = check_references(config)
     if problems:
         raise ConfigError(problems, source)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -18,6 +19,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from gateway.api.config import ApiToken
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError
 
@@ -113,10 +117,19 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
+def _demo_settings(config: GatewayConfig, workdir: Path, api_port: int) -> GatewayConfig:
+    """The demo's own data directory, control plane port and a fresh admin token."""
+    token = ApiToken(name="demo", token=SecretStr(secrets.token_urlsafe(18)), role="admin")
+    api = config.api.model_copy(update={"enabled": True, "port": api_port, "tokens": [token]})
+    section = config.gateway.model_copy(update={"data_dir": workdir / "data"})
+    return config.model_copy(update={"api": api, "gateway": section})
+
+
 async def run_demo(
     config_path: Path,
     workdir: Path,
     serve: Callable[[GatewayConfig, asyncio.Event], Awaitable[None]],
+    api_port: int = 8000,
 ) -> int:
     """Start the simulator and a broker in ``workdir`` (which exists), then ``serve`` the
     gateway with config_path until Ctrl-C."""
@@ -127,18 +140,24 @@ async def run_demo(
     started: list[asyncio.subprocess.Process] = []
     try:
         broker_port, sim_port = _port(1883), _port(5020)
+        api_port = _port(api_port)
         broker, broker_name = await _start_broker(workdir, broker_port)
         started.append(broker)
         started.append(await _start_simulator(sim_port))
         os.environ.update(MQTT_HOST=HOST, MQTT_PORT=str(broker_port), SIM_PORT=str(sim_port))
-        config = load_config(config_path)
+        config = _demo_settings(load_config(config_path), workdir, api_port)
         assert config.mqtt is not None
+        token = config.api.tokens[0].token.get_secret_value()
+        page = f"http://{HOST}:{config.api.port}"
         prefix = f"{config.mqtt.topic_prefix}/{config.gateway.id}"
         print(
             f"\n  Modbus PLC simulator  {HOST}:{sim_port} (units 1-3)\n"
             f"  MQTT broker           {HOST}:{broker_port} ({broker_name})\n"
             f"  gateway               {config.gateway.id}: {len(config.devices)} devices "
             f"from {config_path}\n\n"
+            f"  Page:       {page}/#token={token}\n"
+            f"  API token:  {token}   (admin; API docs at {page}/docs)\n"
+            f"    curl -H 'Authorization: Bearer {token}' {page}/api/v1/devices\n\n"
             f"  Watch the telemetry:\n"
             f"    mosquitto_sub -h {HOST} -p {broker_port} -t '{prefix}/#' -v\n"
             f"    {Path(sys.executable).with_name('gateway')} watch --port {broker_port} "

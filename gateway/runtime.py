@@ -36,6 +36,13 @@ class _Device:
         self.status = status
 
 
+def _connection(device: DeviceConfig) -> dict[str, object]:
+    """The settings that decide how a device is reached (not what is read from it)."""
+    return device.model_dump(
+        exclude={"id", "enabled", "labels", "profile", "groups", "measurement"}
+    )
+
+
 class Runtime:
     def __init__(
         self,
@@ -80,21 +87,24 @@ class Runtime:
             for sink in self.sinks:
                 await sink.stop()
 
-    def add_device(self, device: DeviceConfig) -> None:
+    def add_device(self, device: DeviceConfig, status: DeviceStatus | None = None) -> None:
+        """Start polling a device (``status`` carries its counters over from a replaced one)."""
         if self._tasks is None:
             raise RuntimeError("the runtime is not running")
         if device.id in self.devices:
             raise ValueError(f"device {device.id!r} is already running")
-        status = DeviceStatus(device.id)
+        status = status or DeviceStatus(device.id)
         groups = self.config.groups_of(device)
         connector = self._factory(device, groups, status)
         report = ReportFilter(tag for group in groups for tag in group.tags)
         runtime_config = self.config.runtime
 
         labels = device.labels
+        measurement = self.config.measurement_of(device)
 
         def on_batch(batch: Batch) -> None:
             batch.labels = labels
+            batch.measurement = measurement
             report.apply(batch)
             for buffer in self.buffers:
                 buffer.put(batch)
@@ -109,8 +119,34 @@ class Runtime:
         task = self._tasks.create_task(supervisor.run(), name=f"device:{device.id}")
         self.devices[device.id] = _Device(device, task, status)
 
-    async def remove_device(self, device_id: str) -> None:
+    async def remove_device(self, device_id: str, *, forget: bool = False) -> None:
+        """Stop a device and publish it offline; ``forget`` then clears its retained status."""
         device = self.devices.pop(device_id)
+        await self._cancel(device)
+        device.status.state = DeviceState.OFFLINE
+        device.status.last_error = "removed" if forget else "disabled"
+        for publisher in self._publishers:
+            try:
+                await publisher.publish_device_status(device.status)
+                if forget:
+                    await publisher.clear_device_status(device_id)
+            except SinkError as exc:
+                log.warning("device %s: status not published on removal: %s", device_id, exc)
+
+    async def replace_device(self, device: DeviceConfig) -> None:
+        """Apply a changed device live: only its own connector restarts. When its connection
+        settings are unchanged, the new connector starts before the old one stops, so a link
+        shared by a pool (Modbus) stays open and nothing reconnects."""
+        old = self.devices.pop(device.id)
+        same_link = _connection(old.config) == _connection(device)
+        if not same_link:
+            await self._cancel(old)
+        self.add_device(device, old.status)
+        if same_link:
+            await self._cancel(old)
+
+    @staticmethod
+    async def _cancel(device: _Device) -> None:
         device.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await device.task

@@ -14,6 +14,8 @@ class DeviceState(enum.StrEnum):
     DEGRADED = "degraded"
     """Connected, but some requests of the last cycle failed."""
     OFFLINE = "offline"
+    DISABLED = "disabled"
+    """Configured but switched off (over the API): not polled."""
 
 
 @dataclass(slots=True)
@@ -33,6 +35,7 @@ class DeviceStatus:
     skipped_cycles: int = 0
     last_poll_duration_s: float = 0.0
     connects: int = 0
+    """Connections opened (a link shared with other devices counts for the one that opened it)."""
 
     def public(self) -> dict[str, object]:
         """The JSON shape published on the status topic and returned by the API."""

@@ -101,8 +101,8 @@ class ModbusConnector:
     async def start(self) -> None:
         if self._link is None:
             self._link = self._links.acquire(self.device)
-        await self._link.ensure_connected()
-        self.status.connects += 1
+        if await self._link.ensure_connected():
+            self.status.connects += 1
 
     async def stop(self) -> None:
         if self._link is not None:

@@ -67,12 +67,14 @@ class ModbusLink:
     def connected(self) -> bool:
         return bool(self.client.connected)
 
-    async def ensure_connected(self) -> None:
+    async def ensure_connected(self) -> bool:
+        """Connect unless connected; True when a new connection was made."""
         async with self.lock:
             if self.client.connected:
-                return
+                return False
             if not await self.client.connect():
                 raise ConnectorError(f"cannot connect to {self.endpoint}")
+            return True
 
     async def read(self, table: Table, address: int, count: int, unit: int) -> ModbusPDU:
         """One read request; raises NoResponse on a timeout, ConnectorError if the link is down."""

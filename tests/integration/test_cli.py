@@ -6,6 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import yaml
@@ -49,6 +50,18 @@ def test_demo_publishes_then_ctrl_c_stops_everything_it_started(tmp_path: Path) 
         port = int(banner.group(1))
         children = psutil.Process(demo.pid).children()
         assert len(children) == 2, children  # the broker and the simulator
+        page = demo.wait_for_line(r"Page:\s+(http://\S+)/#token=(\S+)", 5)
+        url, token = page.group(1), page.group(2)
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, 20, "the demo's control plane ready")
+        listed = httpx.get(f"{url}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
+        assert [d["id"] for d in listed.json()["items"]] == ["filler-1", "filler-2", "capper-1"]
         with MqttWatch("127.0.0.1", port, "factory/plant1-gw/#") as watch:
             message = watch.wait_for(lambda m: m.topic.endswith("/filler-1/telemetry"), 15)
             assert message.json()["values"]["door_closed"] is True

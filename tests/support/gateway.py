@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
-from tests.support.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, free_port, wait_until
 
 __all__ = ["GatewayProcess", "example_profile"]
 
@@ -22,9 +24,28 @@ def example_profile(profile_id: str = "sim-plc") -> dict[str, Any]:
     return profile
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+VIEWER_TOKEN = "test-viewer-token-0123456789"
+
+
 class GatewayProcess:
+    """Unless the config says otherwise, the gateway keeps its data in ``workdir`` and serves
+    its control plane on a free port with the test tokens above."""
+
     def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
+        config = copy.deepcopy(config)
+        config["gateway"].setdefault("data_dir", str(workdir / "data"))
+        api = config.setdefault("api", {})
+        api.setdefault("port", free_port())
+        api.setdefault(
+            "tokens",
+            [
+                {"name": "test-admin", "token": ADMIN_TOKEN, "role": "admin"},
+                {"name": "test-viewer", "token": VIEWER_TOKEN, "role": "viewer"},
+            ],
+        )
+        self.api_url = f"http://127.0.0.1:{api['port']}"
         self.config_path = workdir / "gateway.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         argv = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)]
@@ -39,3 +60,17 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.process.errors()
+
+    def wait_api(self, timeout: float = 20.0) -> str:
+        """Wait until the control plane answers /healthz; its base URL."""
+
+        def healthy() -> bool:
+            if not self.process.running:
+                raise RuntimeError(f"the gateway exited\n{self.process.describe()}")
+            try:
+                return httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, timeout, lambda: f"control plane up\n{self.process.describe()}")
+        return self.api_url

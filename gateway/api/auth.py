@@ -1,0 +1,67 @@
+"""Bearer tokens with two roles: ``viewer`` reads, ``admin`` also writes.
+
+401 when the token is missing or unknown, 403 when it is known but its role may not do this.
+Tokens are compared in constant time (as SHA-256 digests, so lengths never leak either).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.api.config import ApiToken
+
+__all__ = ["Role", "TokenBook", "require"]
+
+Role = Literal["admin", "viewer"]
+
+
+class TokenBook:
+    def __init__(self, tokens: list[ApiToken]) -> None:
+        self.generated: str | None = None
+        if not tokens:
+            self.generated = secrets.token_urlsafe(24)
+            entries = [(self.generated, "admin", "generated")]
+        else:
+            entries = [(t.token.get_secret_value(), t.role, t.name) for t in tokens]
+        self._entries = [(_digest(token), role, name) for token, role, name in entries]
+
+    def role_of(self, token: str) -> Role | None:
+        digest = _digest(token)
+        found: Role | None = None
+        for known, role, _ in self._entries:
+            # No early exit: every comparison is made, whatever matches.
+            if hmac.compare_digest(known, digest):
+                found = role  # type: ignore[assignment]
+        return found
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API token from the gateway's config")
+
+
+def require(role: Role) -> Callable[..., Coroutine[Any, Any, Role]]:
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Role:
+        book: TokenBook = request.app.state.tokens
+        if credentials is None:
+            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+        granted = book.role_of(credentials.credentials)
+        if granted is None:
+            raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+        if role == "admin" and granted != "admin":
+            raise HTTPException(403, "this needs an admin token")
+        return granted
+
+    return check

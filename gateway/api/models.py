@@ -1,0 +1,103 @@
+"""Response and request bodies of the API that are not configuration models themselves."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.reading import Value
+from gateway.status import DeviceStatus
+
+__all__ = [
+    "BulkDevices",
+    "DevicePage",
+    "DevicePublic",
+    "HistoryPoint",
+    "LatestValues",
+    "ProfilePublic",
+    "StatusPublic",
+    "TagHistory",
+    "TagValue",
+]
+
+
+class StatusPublic(BaseModel):
+    state: str
+    last_error: str | None
+    last_good_read: int | None = Field(description="ms since the epoch")
+    polls: int
+    requests: int
+    request_errors: int
+    values: int
+    overruns: int
+    skipped_cycles: int
+    last_poll_duration_ms: float
+    connects: int
+
+    @classmethod
+    def of(cls, status: DeviceStatus) -> StatusPublic:
+        return cls.model_validate(status.public())
+
+
+class DevicePublic(BaseModel):
+    id: str
+    type: str
+    source: Literal["file", "api"] = Field(description="file devices are read-only here")
+    enabled: bool
+    profile: str | None
+    labels: dict[str, str]
+    config: dict[str, Any] = Field(description="The device's configuration; secrets masked")
+    status: StatusPublic
+
+
+class DevicePage(BaseModel):
+    items: list[DevicePublic]
+    total: int
+    offset: int
+    limit: int
+
+
+class ProfilePublic(BaseModel):
+    id: str
+    type: str
+    source: Literal["file", "api"]
+    config: dict[str, Any]
+    used_by: list[str]
+
+
+class BulkDevices(BaseModel):
+    """Many devices from one profile: each entry holds what differs (id, address, labels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str
+    devices: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+
+class TagValue(BaseModel):
+    value: Value
+    quality: str
+    ts: int = Field(description="Source time, ms since the epoch")
+    reason: str | None = None
+
+
+class LatestValues(BaseModel):
+    device: str
+    values: dict[str, TagValue]
+
+
+class HistoryPoint(BaseModel):
+    ts: int
+    value: float
+    min: float | None = None
+    max: float | None = None
+
+
+class TagHistory(BaseModel):
+    device: str
+    tag: str
+    start: int
+    end: int
+    bucket_ms: int | None
+    points: list[HistoryPoint]

@@ -1,0 +1,42 @@
+"""Liveness, readiness and Prometheus metrics (outside /api/v1, without a token)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gateway.api.deps import GatewayRuntime
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive and its event loop answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "A sink is not ready"}})
+async def readyz(runtime: GatewayRuntime) -> JSONResponse:
+    """Ready when every sink is connected (MQTT broker) and writing without errors."""
+    problems = {}
+    for buffer in runtime.buffers:
+        connected = getattr(buffer.sink, "connected", True)
+        if not connected:
+            problems[buffer.sink.name] = "not connected"
+        elif not buffer.healthy:
+            problems[buffer.sink.name] = buffer.last_error or "failing"
+    body = {"status": "ready" if not problems else "not ready", "sinks": problems}
+    return JSONResponse(body, status_code=503 if problems else 200)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: readings, errors, sink latency and buffer depth, devices by
+    state."""
+    registry: CollectorRegistry = request.app.state.metrics
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

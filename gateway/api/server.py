@@ -1,0 +1,42 @@
+"""uvicorn inside the gateway's own event loop, stopped by the gateway's signal handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from gateway.errors import GatewayError
+
+__all__ = ["serve_api"]
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn minus its signal capture: it would re-raise SIGTERM after a graceful stop and
+    turn a clean exit into a kill. The gateway stops it by setting ``should_exit``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_api(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve ``app`` (whose lifespan runs the gateway) until ``stop`` is set."""
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="on", log_config=None, timeout_graceful_shutdown=10
+    )
+    config.access_log = False
+    server = _EmbeddedServer(config)
+    serving = asyncio.create_task(server.serve(), name="api")
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if serving.done():
+        stopping.cancel()
+        serving.result()
+        raise GatewayError(f"the control plane stopped on its own (is {host}:{port} free?)")
+    app.state.stopping.set()  # event streams end, so open pages do not hold up the stop
+    server.should_exit = True
+    await serving

@@ -1,0 +1,165 @@
+"""Recent history of numeric tags in the gateway's SQLite file, for the page and the API.
+
+Written in batches off the event loop (sqlite3 blocks, so a worker thread runs the inserts),
+at most one sample per tag per ``min_interval``, bounded by retention time and file size, so
+the last hours are at hand without any external database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.reading import Batch, Quality
+from gateway.registry import open_database
+
+__all__ = ["History", "HistoryConfig", "Sample"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY, device TEXT NOT NULL, tag TEXT NOT NULL, UNIQUE (device, tag));
+CREATE TABLE IF NOT EXISTS samples (
+    series INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, ts)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
+"""
+
+
+class HistoryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    retention_hours: float = Field(default=6.0, gt=0, le=24 * 90)
+    max_mb: int = Field(default=256, ge=8, description="Bound on the history's share of the file")
+    min_interval: float = Field(
+        default=5.0, ge=0, description="Seconds: at most one sample per tag this often"
+    )
+    flush_interval: float = Field(default=1.0, gt=0, le=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    ts: int
+    """Milliseconds since the epoch (the start of the bucket when downsampled)."""
+    value: float
+    min: float | None = None
+    max: float | None = None
+
+
+class History:
+    def __init__(self, path: Path, config: HistoryConfig) -> None:
+        self._db = open_database(path)
+        """For the event loop: series ids and queries (WAL: never blocked by the writer)."""
+        self._writer = open_database(path)
+        """For the worker thread, one job at a time: inserts and pruning."""
+        self._db.executescript(_SCHEMA)
+        self.config = config
+        self._min_interval_ms = int(config.min_interval * 1000)
+        self._series: dict[tuple[str, str], int] = {
+            (device, tag): sid
+            for sid, device, tag in self._db.execute("SELECT id, device, tag FROM series")
+        }
+        self._last: dict[int, int] = {}
+        self._pending: list[tuple[int, int, float]] = []
+        self.written = 0
+
+    def add(self, batch: Batch) -> None:
+        """Take the numeric good readings of a batch (cheap; the write happens in flush())."""
+        device = batch.device
+        series, last, pending = self._series, self._last, self._pending
+        step = self._min_interval_ms
+        for reading in batch.readings:
+            value = reading.value
+            if reading.quality is Quality.BAD or not isinstance(value, int | float):
+                continue
+            key = (device, reading.tag)
+            sid = series.get(key)
+            if sid is None:
+                sid = self._new_series(key)
+            ts = reading.source_ns // 1_000_000
+            if ts - last.get(sid, -step) < step:
+                continue
+            last[sid] = ts
+            pending.append((sid, ts, float(value)))
+
+    def close(self) -> None:
+        self._db.close()
+        self._writer.close()
+
+    def _new_series(self, key: tuple[str, str]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO series (device, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", key
+        )
+        sid = cursor.lastrowid
+        if not cursor.rowcount or sid is None:
+            sid = self._db.execute(
+                "SELECT id FROM series WHERE device = ? AND tag = ?", key
+            ).fetchone()[0]
+        self._series[key] = int(sid)
+        return int(sid)
+
+    async def run(self) -> None:
+        """Flush pending samples every flush_interval and enforce the bounds every minute."""
+        next_prune = 0.0
+        while True:
+            await asyncio.sleep(self.config.flush_interval)
+            await self.flush()
+            if time.monotonic() >= next_prune:
+                await asyncio.to_thread(self._prune)
+                next_prune = time.monotonic() + 60
+
+    async def flush(self) -> None:
+        rows, self._pending = self._pending, []
+        if rows:
+            await asyncio.to_thread(self._insert, rows)
+            self.written += len(rows)
+
+    def _insert(self, rows: list[tuple[int, int, float]]) -> None:
+        with self._writer:
+            self._writer.execute("BEGIN")
+            self._writer.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", rows)
+
+    def _prune(self) -> None:
+        db = self._writer
+        cutoff = int((time.time() - self.config.retention_hours * 3600) * 1000)
+        db.execute("DELETE FROM samples WHERE ts < ?", (cutoff,))
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        pages = (
+            db.execute("PRAGMA page_count").fetchone()[0]
+            - db.execute("PRAGMA freelist_count").fetchone()[0]
+        )
+        if pages * page_size > self.config.max_mb * 1024 * 1024:
+            # Over the size bound: drop the oldest tenth of the samples.
+            count = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+            db.execute(
+                "DELETE FROM samples WHERE ts <= (SELECT ts FROM samples ORDER BY ts "
+                "LIMIT 1 OFFSET ?)",
+                (max(count // 10, 1),),
+            )
+            log.warning("history: over %d MB; dropped the oldest tenth", self.config.max_mb)
+
+    def query(
+        self, device: str, tag: str, start_ms: int, end_ms: int, bucket_ms: int | None = None
+    ) -> list[Sample]:
+        sid = self._series.get((device, tag))
+        if sid is None:
+            return []
+        if not bucket_ms:
+            rows = self._db.execute(
+                "SELECT ts, value FROM samples WHERE series = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+                (sid, start_ms, end_ms),
+            ).fetchall()
+            return [Sample(ts, value) for ts, value in rows]
+        rows = self._db.execute(
+            "SELECT (ts / ?) * ? AS bucket, AVG(value), MIN(value), MAX(value) FROM samples "
+            "WHERE series = ? AND ts BETWEEN ? AND ? GROUP BY bucket ORDER BY bucket",
+            (bucket_ms, bucket_ms, sid, start_ms, end_ms),
+        ).fetchall()
+        return [Sample(ts, mean, low, high) for ts, mean, low, high in rows]

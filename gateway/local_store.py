@@ -1,0 +1,110 @@
+"""The local store: a sink that keeps what the page and the API show without any database.
+
+Latest reading per tag, a fan-out of live batches to Server-Sent Events subscribers, and the
+recent history (gateway/history.py). It sits behind the runtime's buffer like any sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+import orjson
+
+from gateway.history import History
+from gateway.reading import Batch, Reading
+from gateway.sinks.mqtt_payload import encode_telemetry
+
+__all__ = ["LocalStore"]
+
+_SUBSCRIBER_QUEUE = 256
+"""Batches a slow SSE client may lag behind before it misses some; it is then sent
+``{"missed": n}`` before the next batch."""
+
+
+class _Subscriber:
+    def __init__(self, device: str | None) -> None:
+        self.device = device
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(_SUBSCRIBER_QUEUE)
+        self.missed = 0
+
+
+class LocalStore:
+    name = "local"
+
+    def __init__(self, history: History | None) -> None:
+        self.history = history
+        self.latest: dict[str, dict[str, Reading]] = {}
+        self._subscribers: set[_Subscriber] = set()
+        self._history_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.history is not None:
+            self._history_task = asyncio.create_task(self.history.run(), name="history")
+
+    async def write(self, batches: Sequence[Batch]) -> None:
+        latest = self.latest
+        for batch in batches:
+            tags = latest.get(batch.device)
+            if tags is None:
+                tags = latest[batch.device] = {}
+            for reading in batch.readings:
+                tags[reading.tag] = reading
+            if self.history is not None:
+                self.history.add(batch)
+            if self._subscribers:
+                self._publish(batch)
+
+    def _publish(self, batch: Batch) -> None:
+        payload = encode_telemetry(batch)
+        # {"ts":...} → {"device":"x","ts":...}: the device in the event, one encode per batch.
+        event = b'{"device":' + orjson.dumps(batch.device) + b"," + payload[1:]
+        for subscriber in self._subscribers:
+            if subscriber.device is not None and subscriber.device != batch.device:
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                subscriber.missed += 1
+
+    async def subscribe(
+        self, device: str | None, until: asyncio.Event, keepalive: float = 15.0
+    ) -> AsyncIterator[bytes | None]:
+        """Live batches as JSON, for one device or all, until ``until`` is set (the gateway is
+        stopping: an endless stream must not hold up its shutdown). ``None`` every
+        ``keepalive`` seconds without data, for the caller to keep proxies from timing out."""
+        subscriber = _Subscriber(device)
+        self._subscribers.add(subscriber)
+        stopping = asyncio.ensure_future(until.wait())
+        try:
+            while not until.is_set():
+                getting = asyncio.ensure_future(subscriber.queue.get())
+                done, _ = await asyncio.wait(
+                    {getting, stopping}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getting not in done:
+                    getting.cancel()
+                    if not until.is_set():
+                        yield None
+                    continue
+                if subscriber.missed:
+                    yield orjson.dumps({"missed": subscriber.missed})
+                    subscriber.missed = 0
+                yield getting.result()
+        finally:
+            stopping.cancel()
+            self._subscribers.discard(subscriber)
+
+    def forget(self, device: str) -> None:
+        self.latest.pop(device, None)
+
+    async def stop(self) -> None:
+        if self._history_task is not None:
+            self._history_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._history_task
+            self._history_task = None
+        if self.history is not None:
+            await self.history.flush()
+            self.history.close()

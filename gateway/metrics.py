@@ -1,0 +1,117 @@
+"""Prometheus metrics, read from the runtime's own counters at scrape time.
+
+Nothing is counted twice and nothing is added to the hot path: devices and sink buffers keep
+plain integers, and this collector turns them into metric families when /metrics is read.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from gateway.status import DeviceState
+
+if TYPE_CHECKING:  # the runtime's buffers use LatencyHistogram from here
+    from gateway.runtime import Runtime
+
+__all__ = ["LatencyHistogram", "RuntimeCollector"]
+
+
+class LatencyHistogram:
+    """Cumulative-bucket histogram of seconds, cheap enough to observe every written batch."""
+
+    BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
+        self.sum += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        running, out = 0, []
+        for bound, count in zip((*self.BOUNDS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+        return out
+
+
+class RuntimeCollector(Collector):
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self._runtime
+        per_device = {
+            "readings": ("Good values read", "values"),
+            "polls": ("Poll cycles", "polls"),
+            "requests": ("Protocol requests", "requests"),
+            "request_errors": ("Failed protocol requests", "request_errors"),
+            "overruns": ("Cycles that started late", "overruns"),
+            "skipped_cycles": ("Cycles skipped under overload", "skipped_cycles"),
+            "connects": ("Successful connects", "connects"),
+        }
+        statuses = [device.status for device in runtime.devices.values()]
+        for name, (help_text, attribute) in per_device.items():
+            family = CounterMetricFamily(f"gateway_device_{name}", help_text, labels=["device"])
+            for status in statuses:
+                family.add_metric([status.device], getattr(status, attribute))
+            yield family
+        by_state = Counter(status.state for status in statuses)
+        devices = GaugeMetricFamily("gateway_devices", "Running devices by state", labels=["state"])
+        for state in DeviceState:
+            devices.add_metric([state.value], by_state.get(state, 0))
+        yield devices
+        depth = GaugeMetricFamily(
+            "gateway_sink_buffer_readings", "Readings waiting", labels=["sink"]
+        )
+        written = CounterMetricFamily(
+            "gateway_sink_written_readings", "Readings written", labels=["sink"]
+        )
+        dropped = CounterMetricFamily(
+            "gateway_sink_dropped_readings",
+            "Readings dropped (overflow or rejected)",
+            labels=["sink"],
+        )
+        failures = CounterMetricFamily(
+            "gateway_sink_failed_writes", "Failed writes", labels=["sink"]
+        )
+        latency = HistogramMetricFamily(
+            "gateway_sink_latency_seconds",
+            "Age of a batch when its sink confirmed it (poll to delivery)",
+            labels=["sink"],
+        )
+        rejected = CounterMetricFamily(
+            "gateway_sink_rejected_points",
+            "Points a database refused in partial writes (type conflicts, bad lines)",
+            labels=["sink"],
+        )
+        skipped = CounterMetricFamily(
+            "gateway_sink_skipped_values",
+            "Values a sink cannot represent (NaN, infinity, arrays in line protocol)",
+            labels=["sink"],
+        )
+        for buffer in runtime.buffers:
+            sink = [buffer.sink.name]
+            if hasattr(buffer.sink, "rejected_points"):
+                rejected.add_metric(sink, buffer.sink.rejected_points)
+            if hasattr(buffer.sink, "skipped_values"):
+                skipped.add_metric(sink, buffer.sink.skipped_values)
+            depth.add_metric(sink, buffer.depth)
+            written.add_metric(sink, buffer.written_readings)
+            dropped.add_metric(sink, buffer.dropped_readings)
+            failures.add_metric(sink, buffer.failed_writes)
+            latency.add_metric(sink, buckets=buffer.latency.buckets(), sum_value=buffer.latency.sum)
+        yield from (depth, written, dropped, failures, latency, rejected, skipped)

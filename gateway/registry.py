@@ -1,0 +1,88 @@
+"""Devices and profiles created over the API, kept in the gateway's SQLite file.
+
+The YAML file stays the source of truth for what it defines; the registry holds only what the
+control plane added, so a restarted gateway gets its API devices back. Documents are stored as
+JSON with their secrets in clear (the file is private to the gateway: mode 0600), because the
+gateway needs them to connect; the API never shows them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import SecretStr
+
+__all__ = ["Registry", "open_database"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, doc BLOB NOT NULL, position INTEGER);
+CREATE TABLE IF NOT EXISTS profiles (id TEXT PRIMARY KEY, doc BLOB NOT NULL, position INTEGER);
+"""
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """The gateway's SQLite file in WAL mode: readers never wait for the writer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
+
+
+def _encode(document: Any) -> bytes:
+    def reveal(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, Path):
+            return str(value)
+        raise TypeError(f"cannot store {type(value).__name__}")
+
+    return orjson.dumps(document, default=reveal)
+
+
+class Registry:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._db.executescript(_SCHEMA)
+
+    def devices(self) -> list[dict[str, Any]]:
+        return self._load("devices")
+
+    def profiles(self) -> list[dict[str, Any]]:
+        return self._load("profiles")
+
+    def put_device(self, device_id: str, document: dict[str, Any]) -> None:
+        self._put("devices", device_id, document)
+
+    def put_profile(self, profile_id: str, document: dict[str, Any]) -> None:
+        self._put("profiles", profile_id, document)
+
+    def delete_device(self, device_id: str) -> None:
+        self._db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+
+    def delete_profile(self, profile_id: str) -> None:
+        self._db.execute("DELETE FROM profiles WHERE id = ?", (profile_id,))
+
+    def put_devices(self, documents: dict[str, dict[str, Any]]) -> None:
+        """Several devices in one transaction: a bulk creation lands whole or not at all."""
+        with self._db:
+            self._db.execute("BEGIN")
+            for device_id, document in documents.items():
+                self._put("devices", device_id, document)
+
+    def _load(self, table: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(f"SELECT doc FROM {table} ORDER BY position, id").fetchall()
+        return [orjson.loads(row[0]) for row in rows]
+
+    def _put(self, table: str, key: str, document: dict[str, Any]) -> None:
+        self._db.execute(
+            f"INSERT INTO {table} (id, doc, position) VALUES (?, ?, "
+            f"(SELECT COALESCE(MAX(position), 0) + 1 FROM {table})) "
+            "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+            (key, _encode(document)),
+        )
