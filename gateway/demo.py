@@ -1,8 +1,9 @@
-"""``gateway demo``: the Modbus PLC simulator, a broker and the gateway, on one command.
+"""``gateway demo``: both PLC simulators, a broker and the gateway with its page, on one command.
 
-Runs config/gateway.yaml against a simulator and a broker it starts itself: Mosquitto when it
-is installed, else the embedded amqtt broker. Prefers the usual ports (5020, 1883) and takes
-free ones when those are busy. Ctrl-C stops everything it started, by PID.
+Runs config/gateway.yaml against the Modbus and OPC UA simulators and a broker it starts
+itself: Mosquitto when it is installed, else the embedded amqtt broker. Prefers the usual ports
+(5020, 4840, 1883, 8000) and takes free ones when those are busy. Ctrl-C stops everything it
+started, by PID.
 """
 
 from __future__ import annotations
@@ -90,9 +91,9 @@ async def _start_broker(workdir: Path, port: int) -> tuple[asyncio.subprocess.Pr
     return process, name
 
 
-async def _start_simulator(port: int) -> asyncio.subprocess.Process:
+async def _start_simulator(module: str, port: int, *args: str) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulators.modbus", "--port", str(port), "--units", "3",
+        sys.executable, "-m", f"simulators.{module}", "--port", str(port), *args,
         "--log-level", "WARNING", stdout=asyncio.subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -102,7 +103,7 @@ async def _start_simulator(port: int) -> asyncio.subprocess.Process:
     except TimeoutError:
         line = b""
     if not line.startswith(b"READY"):
-        raise GatewayError(f"the Modbus simulator did not start on port {port}")
+        raise GatewayError(f"the {module} simulator did not start on port {port}")
     return process
 
 
@@ -139,12 +140,18 @@ async def run_demo(
         loop.add_signal_handler(signum, stop.set)
     started: list[asyncio.subprocess.Process] = []
     try:
-        broker_port, sim_port = _port(1883), _port(5020)
+        broker_port, sim_port, opcua_port = _port(1883), _port(5020), _port(4840)
         api_port = _port(api_port)
         broker, broker_name = await _start_broker(workdir, broker_port)
         started.append(broker)
-        started.append(await _start_simulator(sim_port))
-        os.environ.update(MQTT_HOST=HOST, MQTT_PORT=str(broker_port), SIM_PORT=str(sim_port))
+        started.append(await _start_simulator("modbus", sim_port, "--units", "3"))
+        started.append(await _start_simulator("opcua", opcua_port))
+        os.environ.update(
+            MQTT_HOST=HOST,
+            MQTT_PORT=str(broker_port),
+            SIM_PORT=str(sim_port),
+            OPCUA_SIM_PORT=str(opcua_port),
+        )
         config = _demo_settings(load_config(config_path), workdir, api_port)
         assert config.mqtt is not None
         token = config.api.tokens[0].token.get_secret_value()
@@ -152,6 +159,7 @@ async def run_demo(
         prefix = f"{config.mqtt.topic_prefix}/{config.gateway.id}"
         print(
             f"\n  Modbus PLC simulator  {HOST}:{sim_port} (units 1-3)\n"
+            f"  OPC UA PLC simulator  opc.tcp://{HOST}:{opcua_port}\n"
             f"  MQTT broker           {HOST}:{broker_port} ({broker_name})\n"
             f"  gateway               {config.gateway.id}: {len(config.devices)} devices "
             f"from {config_path}\n\n"

@@ -26,7 +26,7 @@ def test_check_config_prints_a_summary_or_every_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["check-config", str(ROOT / "config" / "gateway.yaml")]) == 0
-    assert "3 device(s)" in capsys.readouterr().out
+    assert "4 device(s)" in capsys.readouterr().out
     document = yaml.safe_load((ROOT / "config" / "gateway.yaml").read_text())
     document["devices"][2]["unit"] = 300
     document["profiles"][0]["groups"][0]["tags"][5]["data_type"] = "float33"
@@ -49,7 +49,7 @@ def test_demo_publishes_then_ctrl_c_stops_everything_it_started(tmp_path: Path) 
         banner = demo.wait_for_line(r"MQTT broker\s+127\.0\.0\.1:(\d+)", 30)
         port = int(banner.group(1))
         children = psutil.Process(demo.pid).children()
-        assert len(children) == 2, children  # the broker and the simulator
+        assert len(children) == 3, children  # the broker and the two simulators
         page = demo.wait_for_line(r"Page:\s+(http://\S+)/#token=(\S+)", 5)
         url, token = page.group(1), page.group(2)
 
@@ -61,7 +61,10 @@ def test_demo_publishes_then_ctrl_c_stops_everything_it_started(tmp_path: Path) 
 
         wait_until(ready, 20, "the demo's control plane ready")
         listed = httpx.get(f"{url}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
-        assert [d["id"] for d in listed.json()["items"]] == ["filler-1", "filler-2", "capper-1"]
+        devices = ["filler-1", "filler-2", "capper-1", "line1-opcua"]
+        assert [d["id"] for d in listed.json()["items"]] == devices
+        with MqttWatch("127.0.0.1", port, "factory/plant1-gw/line1-opcua/telemetry") as opcua:
+            assert "speed" in opcua.wait_for(lambda m: True, 15).json()["values"]
         with MqttWatch("127.0.0.1", port, "factory/plant1-gw/#") as watch:
             message = watch.wait_for(lambda m: m.topic.endswith("/filler-1/telemetry"), 15)
             assert message.json()["values"]["door_closed"] is True
