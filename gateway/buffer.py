@@ -1,7 +1,11 @@
 """The runtime's buffer in front of one sink: bounded, batched, retried with backoff.
 
-Sinks never buffer or retry themselves. Past ``buffer_max_readings`` the oldest batches are
-dropped and counted (never silently). A batch being written is held until the sink confirms it.
+Sinks never buffer or retry themselves. A batch being written is held until the sink confirms
+it. Without an outbox, past ``buffer_max_readings`` the oldest batches are dropped and counted.
+With the durable outbox (gateway/outbox.py) nothing is dropped here: the batches that do not fit
+in memory stay on disk, and once the sink is back they are replayed oldest first at
+``outbox.drain_rate`` readings per second, interleaved with live batches, which keep flowing
+with their usual latency.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from gateway.backoff import Backoff
 from gateway.config import RuntimeConfig
 from gateway.errors import RetryableSinkError, SinkError
 from gateway.metrics import LatencyHistogram
+from gateway.outbox import Outbox
 from gateway.protocols import Sink
 from gateway.reading import Batch
 
@@ -22,19 +27,28 @@ __all__ = ["SinkBuffer"]
 
 log = logging.getLogger(__name__)
 
+_Entry = tuple[int, Batch]
+"""A batch and its outbox id (0 without an outbox)."""
+
 
 class SinkBuffer:
-    def __init__(self, sink: Sink, config: RuntimeConfig) -> None:
+    def __init__(self, sink: Sink, config: RuntimeConfig, outbox: Outbox | None = None) -> None:
         self.sink = sink
+        self._outbox = outbox
         self._max_readings = config.buffer_max_readings
         self._chunk = config.write_max_batches
         self._backoff = Backoff(config.retry_min, config.retry_max)
-        self._queue: deque[Batch] = deque()
+        self._queue: deque[_Entry] = deque()
         self._queued_readings = 0
-        self._inflight: list[Batch] = []
+        self._inflight: list[_Entry] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._drain_rate = float(config.outbox.drain_rate)
+        self._tokens = self._drain_rate
+        self._refilled = time.monotonic()
+        self.backlog = outbox is not None and outbox.pending_readings[sink.name] > 0
+        """Confirmed-missing batches wait in the outbox (after an outage or a restart)."""
         self.written_batches = 0
         self.written_readings = 0
         self.dropped_readings = 0
@@ -46,19 +60,32 @@ class SinkBuffer:
 
     @property
     def depth(self) -> int:
-        """Readings waiting for this sink, including those being written."""
-        return self._queued_readings + sum(len(b.readings) for b in self._inflight)
+        """Readings waiting for this sink, including those being written (and, with the
+        outbox, those waiting on disk)."""
+        if self._outbox is not None:
+            return self._outbox.pending_readings[self.sink.name]
+        return self._queued_readings + sum(len(b.readings) for _, b in self._inflight)
+
+    @property
+    def dropped(self) -> int:
+        """Readings this sink will never get: overflow, refused writes, outbox bounds."""
+        if self._outbox is not None:
+            return self.dropped_readings + self._outbox.dropped_readings[self.sink.name]
+        return self.dropped_readings
 
     @property
     def healthy(self) -> bool:
         return self.last_error is None
 
-    def put(self, batch: Batch) -> None:
-        self._queue.append(batch)
+    def put(self, batch: Batch, row_id: int = 0) -> None:
+        self._queue.append((row_id, batch))
         self._queued_readings += len(batch.readings)
         while self._queued_readings > self._max_readings and len(self._queue) > 1:
-            oldest = self._queue.popleft()
+            _, oldest = self._queue.popleft()
             self._queued_readings -= len(oldest.readings)
+            if self._outbox is not None:
+                self.backlog = True  # still on disk: replayed when the sink is back
+                continue
             if not self.dropped_readings:
                 log.warning(
                     "sink %s: buffer full (%d readings); dropping the oldest and counting them",
@@ -72,23 +99,52 @@ class SinkBuffer:
     async def run(self) -> None:
         """Write forever; cancelled by the runtime after drain()."""
         while True:
-            await self._wakeup.wait()
-            while self._queue:
+            if self._queue:
                 self._take_chunk()
                 await self._write_inflight()
-            self._wakeup.clear()
-            self._idle.set()
+            if self.backlog and not await self._replay_some():
+                self.backlog = False
+            if not self._queue:
+                self._idle.set()
+                if not self.backlog:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
 
     def _take_chunk(self) -> None:
         for _ in range(min(self._chunk, len(self._queue))):
-            batch = self._queue.popleft()
-            self._queued_readings -= len(batch.readings)
-            self._inflight.append(batch)
+            entry = self._queue.popleft()
+            self._queued_readings -= len(entry[1].readings)
+            self._inflight.append(entry)
+
+    async def _replay_some(self) -> bool:
+        """Write one chunk of the outbox's backlog, within the drain rate; False when there
+        is no backlog left."""
+        assert self._outbox is not None
+        now = time.monotonic()
+        self._tokens = min(
+            self._drain_rate, self._tokens + (now - self._refilled) * self._drain_rate
+        )
+        self._refilled = now
+        if self._tokens <= 0:
+            if self._queue:
+                return True  # live data first; the backlog waits for its budget
+            await asyncio.sleep(-self._tokens / self._drain_rate)  # the rate limit itself
+            return True
+        below = self._queue[0][0] if self._queue else None
+        entries = self._outbox.backlog(self.sink.name, below, max(int(self._tokens), 1))
+        if not entries:
+            return False
+        self._inflight = entries
+        self._tokens -= sum(len(b.readings) for _, b in entries)
+        await self._write_inflight()
+        return True
 
     async def _write_inflight(self) -> None:
+        batches = [batch for _, batch in self._inflight]
+        readings = sum(len(b.readings) for b in batches)
         while True:
             try:
-                await self.sink.write(self._inflight)
+                await self.sink.write(batches)
             except RetryableSinkError as exc:
                 self._failed(exc)
                 delay = max(exc.retry_after or 0.0, self._backoff.next_delay())
@@ -96,16 +152,15 @@ class SinkBuffer:
                 continue
             except SinkError as exc:
                 # Retrying cannot help: count the loss and move on.
-                lost = sum(len(b.readings) for b in self._inflight)
                 log.error(
                     "sink %s: write refused for good, %d readings dropped: %s",
                     self.sink.name,
-                    lost,
+                    readings,
                     exc,
                 )
                 self.failed_writes += 1
-                self.dropped_readings += lost
-                self._inflight.clear()
+                self.dropped_readings += readings
+                self._settled(readings)
                 return
             if self.last_error is not None:
                 log.info(
@@ -116,13 +171,18 @@ class SinkBuffer:
                 self.last_error = None
             self._backoff.reset()
             now = time.time_ns()
-            self.written_batches += len(self._inflight)
-            self.written_readings += sum(len(b.readings) for b in self._inflight)
-            for batch in self._inflight:
+            self.written_batches += len(batches)
+            self.written_readings += readings
+            for batch in batches:
                 self.latency.observe((now - batch.cycle_ns) / 1e9)
             self.last_write_ns = now
-            self._inflight.clear()
+            self._settled(readings)
             return
+
+    def _settled(self, readings: int) -> None:
+        if self._outbox is not None:
+            self._outbox.confirm(self.sink.name, (row_id for row_id, _ in self._inflight), readings)
+        self._inflight = []
 
     def _failed(self, exc: SinkError) -> None:
         self.failed_writes += 1
@@ -133,5 +193,6 @@ class SinkBuffer:
         self.last_error = str(exc)
 
     async def drain(self) -> None:
-        """Wait until everything buffered is written (callers bound it with a timeout)."""
+        """Wait until what is in memory is written (callers bound it with a timeout); with the
+        outbox, the rest is on disk already."""
         await self._idle.wait()

@@ -28,6 +28,7 @@ from connectors.opcua.config import check_groups as check_opcua_groups
 from gateway.api.config import ApiConfig
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.history import HistoryConfig
+from gateway.outbox import OutboxConfig
 from gateway.sinks.influx_config import InfluxConfig
 from gateway.sinks.mqtt_config import MqttConfig
 
@@ -77,6 +78,7 @@ class RuntimeConfig(BaseModel):
         default=10.0, gt=0, description="Seconds between refreshes of the retained status"
     )
     shutdown_timeout: float = Field(default=10.0, gt=0, description="Bound on the final flush")
+    outbox: OutboxConfig = OutboxConfig()
 
 
 class GatewayConfig(BaseModel):

@@ -32,6 +32,8 @@ class _Subscriber:
 
 class LocalStore:
     name = "local"
+    durable = False
+    """Not behind the outbox: what it shows is about now, and it lives in this process."""
 
     def __init__(self, history: History | None) -> None:
         self.history = history

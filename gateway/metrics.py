@@ -7,6 +7,7 @@ plain integers, and this collector turns them into metric families when /metrics
 from __future__ import annotations
 
 import bisect
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -103,15 +104,25 @@ class RuntimeCollector(Collector):
             "Values a sink cannot represent (NaN, infinity, arrays in line protocol)",
             labels=["sink"],
         )
+        backlog_age = GaugeMetricFamily(
+            "gateway_sink_backlog_age_seconds",
+            "Age of the oldest reading a sink has not confirmed (0 when none); durable sinks",
+            labels=["sink"],
+        )
+        outbox = runtime.outbox
+        now_ms = time.time() * 1000
         for buffer in runtime.buffers:
             sink = [buffer.sink.name]
+            if outbox is not None and buffer.sink.name in outbox.pending_readings:
+                oldest = outbox.oldest_pending_ms(buffer.sink.name)
+                backlog_age.add_metric(sink, 0.0 if oldest is None else (now_ms - oldest) / 1000)
             if hasattr(buffer.sink, "rejected_points"):
                 rejected.add_metric(sink, buffer.sink.rejected_points)
             if hasattr(buffer.sink, "skipped_values"):
                 skipped.add_metric(sink, buffer.sink.skipped_values)
             depth.add_metric(sink, buffer.depth)
             written.add_metric(sink, buffer.written_readings)
-            dropped.add_metric(sink, buffer.dropped_readings)
+            dropped.add_metric(sink, buffer.dropped)
             failures.add_metric(sink, buffer.failed_writes)
             latency.add_metric(sink, buckets=buffer.latency.buckets(), sum_value=buffer.latency.sum)
-        yield from (depth, written, dropped, failures, latency, rejected, skipped)
+        yield from (depth, written, dropped, failures, latency, rejected, skipped, backlog_age)

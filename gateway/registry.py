@@ -15,7 +15,10 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-__all__ = ["Registry", "open_database"]
+__all__ = ["DATABASE_FILE", "Registry", "open_database"]
+
+DATABASE_FILE = "gateway.db"
+"""The gateway's state in its data directory: registry, outbox and history."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, doc BLOB NOT NULL, position INTEGER);

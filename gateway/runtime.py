@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Sequence
 
@@ -17,8 +18,10 @@ from gateway.buffer import SinkBuffer
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import SinkError
 from gateway.normalize import ReportFilter
+from gateway.outbox import Outbox
 from gateway.protocols import Sink, StatusPublisher
 from gateway.reading import Batch
+from gateway.registry import DATABASE_FILE
 from gateway.status import DeviceState, DeviceStatus
 from gateway.supervisor import DeviceSupervisor
 
@@ -52,7 +55,15 @@ class Runtime:
     ) -> None:
         self.config = config
         self.sinks = list(sinks)
-        self.buffers = [SinkBuffer(sink, config.runtime) for sink in self.sinks]
+        durable = [s.name for s in self.sinks if getattr(s, "durable", True)]
+        self.outbox: Outbox | None = None
+        if config.runtime.outbox.enabled and durable:
+            path = config.gateway.data_dir / DATABASE_FILE
+            self.outbox = Outbox(path, durable, config.runtime.outbox)
+        self.buffers = [
+            SinkBuffer(sink, config.runtime, self.outbox if sink.name in durable else None)
+            for sink in self.sinks
+        ]
         self.devices: dict[str, _Device] = {}
         self._factory = connector_factory or build_connector_factory()
         self._publishers = [s for s in self.sinks if isinstance(s, StatusPublisher)]
@@ -76,6 +87,8 @@ class Runtime:
                     tasks.create_task(self._publish_statuses(p), name="status")
                     for p in self._publishers
                 ]
+                if self.outbox is not None:
+                    workers.append(tasks.create_task(self._keep_outbox(), name="outbox"))
                 for device in self.config.devices:
                     if device.enabled:
                         self.add_device(device)
@@ -86,6 +99,8 @@ class Runtime:
             self._tasks = None
             for sink in self.sinks:
                 await sink.stop()
+            if self.outbox is not None:
+                self.outbox.close()
 
     def add_device(self, device: DeviceConfig, status: DeviceStatus | None = None) -> None:
         """Start polling a device (``status`` carries its counters over from a replaced one)."""
@@ -106,8 +121,11 @@ class Runtime:
             batch.labels = labels
             batch.measurement = measurement
             report.apply(batch)
+            if not batch.readings:
+                return  # report by exception left nothing to report
+            row_id = self.outbox.append(batch) if self.outbox is not None else 0
             for buffer in self.buffers:
-                buffer.put(batch)
+                buffer.put(batch, row_id)
 
         supervisor = DeviceSupervisor(
             connector,
@@ -179,6 +197,15 @@ class Runtime:
                     break
             else:
                 backoff.reset()
+
+    async def _keep_outbox(self) -> None:
+        """Save sink confirmations every second; enforce the outbox's bounds every ten."""
+        assert self.outbox is not None
+        for tick in itertools.count():
+            await asyncio.sleep(1.0)
+            self.outbox.persist()
+            if tick % 10 == 0:
+                self.outbox.enforce_bounds()
 
     async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
         for device_id in list(self.devices):

@@ -23,14 +23,13 @@ from gateway.history import History
 from gateway.local_store import LocalStore
 from gateway.metrics import RuntimeCollector
 from gateway.protocols import Sink
-from gateway.registry import Registry, open_database
+from gateway.registry import DATABASE_FILE, Registry, open_database
 from gateway.runtime import Runtime
 
-__all__ = ["DATABASE", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-DATABASE = "gateway.db"
 _PAGE = Path(__file__).with_name("static") / "index.html"
 
 
@@ -43,7 +42,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = config.gateway.data_dir / DATABASE
+        database = config.gateway.data_dir / DATABASE_FILE
         connection = open_database(database)
         history = History(database, config.history) if config.history.enabled else None
         store = LocalStore(history)

@@ -19,7 +19,13 @@ def config(*device_ids: str, **runtime: Any) -> GatewayConfig:
     return parse_config(
         {
             "gateway": {"id": "gw"},
-            "runtime": {"reconnect_min": 0.01, "reconnect_max": 0.02, **runtime},
+            # No outbox here (these tests have no data directory); test_outbox covers it.
+            "runtime": {
+                "reconnect_min": 0.01,
+                "reconnect_max": 0.02,
+                "outbox": {"enabled": False},
+                **runtime,
+            },
             "devices": [
                 {
                     "id": d,

@@ -1,0 +1,174 @@
+"""The durable outbox: what is accepted is on disk until every sink confirmed it."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.buffer import SinkBuffer
+from gateway.config import RuntimeConfig
+from gateway.errors import RetryableSinkError
+from gateway.outbox import IdRanges, Outbox, OutboxConfig, decode_batch, encode_batch
+from gateway.reading import Batch, Quality, Reading
+from tests.support.processes import async_wait_until
+from tests.unit.fakes import FakeSink, batch
+
+CONFIG = OutboxConfig()
+
+
+def test_batches_round_trip_including_odd_readings() -> None:
+    readings = [
+        Reading("d", "a", 1.5, Quality.GOOD, 100, 150),
+        Reading("d", "b", None, Quality.BAD, 100, 160, "modbus exception 2"),
+        Reading("d", "c", "txt", Quality.UNCERTAIN, 90, 150, "sensor cal"),
+        Reading("d", "e", [1, 2], Quality.GOOD, 100, 150),
+        Reading("d", "f", math.inf, Quality.GOOD, 100, 150),
+    ]
+    original = Batch("d", readings, 100, {"line": "1"}, "m")
+    decoded = decode_batch(encode_batch(original))
+    # JSON has no infinity: a non-finite float comes back as None, which every sink treats
+    # as it treats infinity (MQTT null, not written to InfluxDB).
+    assert decoded.readings[-1] == readings[-1]._replace(value=None)
+    assert decoded.readings[:-1] == readings[:-1]
+    assert (decoded.device, decoded.cycle_ns, decoded.labels, decoded.measurement) == (
+        "d",
+        100,
+        {"line": "1"},
+        "m",
+    )
+    assert decoded.readings[1].quality is Quality.BAD
+    empty = Batch("d", [], 5)
+    assert decode_batch(encode_batch(empty)) == empty
+
+
+def test_id_ranges_merge_and_intersect() -> None:
+    ranges = IdRanges([(0, 0)])
+    for row_id in (1, 2, 5, 3, 7, 6):
+        ranges.add(row_id)
+    assert ranges.ranges() == [(0, 3), (5, 7)]
+    assert ranges.floor == 3
+    assert 6 in ranges and 4 not in ranges
+    ranges.add(4)
+    assert ranges.ranges() == [(0, 7)]
+    other = IdRanges([(0, 2), (5, 9)])
+    assert ranges.intersection(other).ranges() == [(0, 2), (5, 7)]
+
+
+def test_confirmations_survive_a_restart_and_confirmed_rows_go(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    outbox = Outbox(path, ["mqtt", "influx"], CONFIG)
+    ids = [outbox.append(batch("d", [i] * 10, cycle_ns=i)) for i in range(1, 6)]
+    outbox.confirm("mqtt", ids, 50)
+    outbox.confirm("influx", ids[:2], 20)
+    assert outbox.pending_readings == {"mqtt": 0, "influx": 30}
+    outbox.close()  # like a crash right after the last save
+
+    again = Outbox(path, ["mqtt", "influx", "new-sink"], CONFIG)
+    assert again.pending_readings == {"mqtt": 0, "influx": 30, "new-sink": 0}
+    backlog = again.backlog("influx", None, 1000)
+    assert [b.cycle_ns for _, b in backlog] == [3, 4, 5]
+    assert again.backlog("mqtt", None, 1000) == []
+    assert again.backlog("new-sink", None, 1000) == []
+    again.confirm("influx", [row_id for row_id, _ in backlog], 30)
+    again.persist()
+    assert again.size == 0
+    again.close()
+
+
+def test_bounds_drop_the_oldest_and_count_per_sink(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "g.db", ["a", "b"], OutboxConfig(max_mb=16))
+    now = time.time_ns()
+    first = outbox.append(batch("d", [0.0] * 1000, cycle_ns=now))
+    outbox.confirm("a", [first], 1000)
+    for i in range(20):
+        outbox.append(batch("d", [float(i)] * 100_000, cycle_ns=now + 2 + i))
+    assert outbox.size > 16 * 1024 * 1024
+    outbox.enforce_bounds()
+    assert 0 < outbox.size <= 16 * 1024 * 1024
+    kept = outbox.backlog("b", None, 10**9)
+    assert [b.cycle_ns - now for _, b in kept] == list(range(22 - len(kept), 22)), "newest stay"
+    lost = 1000 + 100_000 * (20 - len(kept))
+    assert outbox.dropped_readings == {"a": lost - 1000, "b": lost}, "a had confirmed the first"
+    assert outbox.pending_readings == {"a": 100_000 * len(kept), "b": 100_000 * len(kept)}
+    outbox.close()
+
+
+def test_batches_older_than_the_age_bound_are_dropped(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "g.db", ["a"], OutboxConfig(max_age_hours=1))
+    outbox.append(batch("d", [1.0] * 10, cycle_ns=time.time_ns() - 2 * 3600 * 10**9))
+    outbox.append(batch("d", [2.0] * 10, cycle_ns=time.time_ns()))
+    outbox.enforce_bounds()
+    assert outbox.dropped_readings == {"a": 10}
+    assert [b.readings[0].value for _, b in outbox.backlog("a", None, 100)] == [2.0]
+    outbox.close()
+
+
+@pytest.fixture
+async def tasks() -> AsyncIterator[list[asyncio.Task[None]]]:
+    running: list[asyncio.Task[None]] = []
+    yield running
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+
+
+async def test_an_outage_longer_than_memory_loses_nothing(
+    tmp_path: Path, tasks: list[asyncio.Task[None]]
+) -> None:
+    config = RuntimeConfig(
+        buffer_max_readings=1000,
+        retry_min=0.001,
+        retry_max=0.01,
+        outbox=OutboxConfig(drain_rate=20_000),
+    )
+    outbox = Outbox(tmp_path / "g.db", ["fake"], config.outbox)
+    sink = FakeSink(failures=[RetryableSinkError("broker down")] * 3)
+    sink.gate.clear()  # the outage
+    buffer = SinkBuffer(sink, config, outbox)
+    tasks.append(asyncio.create_task(buffer.run()))
+    for cycle in range(50):  # 5000 readings: five times what memory holds
+        b = batch("d", [cycle] * 100, cycle_ns=cycle)
+        buffer.put(b, outbox.append(b))
+    assert buffer.depth == 5000 and buffer.backlog
+    sink.gate.set()
+    await async_wait_until(lambda: buffer.depth == 0, 10, "backlog drained")
+    cycles = [b.cycle_ns for b in sink.written]
+    assert sorted(set(cycles)) == list(range(50)), "every cycle delivered"
+    assert len(cycles) == 50, "and exactly once"
+    # Live batches (the newest, in memory) went first; the spilled ones oldest first after.
+    spilled = [c for c in cycles if c < 40]
+    assert spilled == sorted(spilled)
+    assert buffer.dropped == 0
+
+
+async def test_a_restart_replays_the_backlog_at_the_drain_rate(
+    tmp_path: Path, tasks: list[asyncio.Task[None]]
+) -> None:
+    path = tmp_path / "g.db"
+    before = Outbox(path, ["fake"], CONFIG)
+    for cycle in range(30):
+        before.append(batch("d", [cycle] * 100, cycle_ns=cycle))
+    before.close()  # the gateway died with 3000 readings unconfirmed
+
+    config = RuntimeConfig(outbox=OutboxConfig(drain_rate=1000))
+    outbox = Outbox(path, ["fake"], config.outbox)
+    sink = FakeSink()
+    buffer = SinkBuffer(sink, config, outbox)
+    assert buffer.backlog and buffer.depth == 3000
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks.append(asyncio.create_task(buffer.run()))
+    live = batch("d", [99], cycle_ns=99)
+    buffer.put(live, outbox.append(live))
+    await async_wait_until(lambda: buffer.depth == 0, 10, "backlog replayed")
+    elapsed = loop.time() - started
+    # 3000 readings at 1000/s with a 1 s burst allowance: at least ~2 s.
+    assert elapsed >= 1.8
+    cycles = [b.cycle_ns for b in sink.written]
+    assert sorted(cycles) == [*range(30), 99]
+    assert cycles.index(99) < cycles.index(29), "live data does not wait for the backlog"
