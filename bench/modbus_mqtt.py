@@ -83,8 +83,9 @@ class Subscriber:
 
 
 def gateway_config(
-    broker: Mosquitto, sims: list[ModbusSimulator], tags: int, period: float, qos: int
+    broker: Mosquitto, sims: list[ModbusSimulator], args: argparse.Namespace
 ) -> dict[str, Any]:
+    tags, period, qos = args.tags, args.period, args.qos
     profile = {
         "id": "bulk",
         "type": "modbus",
@@ -113,7 +114,8 @@ def gateway_config(
     return {
         "gateway": {"id": "bench-gw", "log_level": "WARNING"},
         "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "bench", "qos": qos},
-        "runtime": {"status_interval": 1},
+        "runtime": {"status_interval": 1, "outbox": {"enabled": args.outbox == "on"}},
+        "api": {"enabled": args.api == "on"},
         "profiles": [profile],
         "devices": devices,
     }
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> str:
                 sims.append(sim.start())
                 remaining -= ports
             subscriber = Subscriber(broker.host, broker.port, "bench")
-            config = gateway_config(broker, sims, args.tags, args.period, args.qos)
+            config = gateway_config(broker, sims, args)
             gateway = GatewayProcess(work / "gateway", config).start()
             watched = subscriber
             wait_until(
@@ -193,6 +195,7 @@ def run(args: argparse.Namespace) -> str:
     overruns = sum(int(s.get("overruns", 0)) for s in statuses.values())
     return (
         f"devices={args.devices} tags={args.tags} period={args.period:g}s qos={args.qos} "
+        f"outbox={args.outbox} api={args.api} "
         f"values/s={rate:,.0f} (offered {expected:,.0f}, {100 * rate / expected:.1f}%) "
         f"msgs/s={messages / elapsed:,.0f} gateway_cpu={100 * cpu / elapsed:.1f}% "
         f"cpu/value={1e6 * cpu / max(values, 1):.2f}us peak_rss={rss:.1f}MiB "
@@ -214,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         "--devices-per-sim", type=int, default=50, help="devices (ports) per simulator process"
     )
     parser.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))
+    parser.add_argument(
+        "--outbox", choices=("on", "off"), default="on", help="the durable outbox (default on)"
+    )
+    parser.add_argument(
+        "--api", choices=("on", "off"), default="on", help="control plane and local store"
+    )
     print(run(parser.parse_args(argv)), flush=True)
     return 0
 

@@ -44,6 +44,9 @@ class HistoryConfig(BaseModel):
     flush_interval: float = Field(default=1.0, gt=0, le=60)
 
 
+_NUMERIC = frozenset((int, float, bool))
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     ts: int
@@ -66,28 +69,33 @@ class History:
             (device, tag): sid
             for sid, device, tag in self._db.execute("SELECT id, device, tag FROM series")
         }
-        self._last: dict[int, int] = {}
+        self._last: dict[tuple[str, str], int] = {}
+        """Per (device, first tag of a batch): when that group was last sampled."""
         self._pending: list[tuple[int, int, float]] = []
         self.written = 0
 
     def add(self, batch: Batch) -> None:
-        """Take the numeric good readings of a batch (cheap; the write happens in flush())."""
+        """Take the numeric good readings of a batch (cheap; the write happens in flush()).
+
+        Thinning is decided per batch (a device's group is polled as one), so most batches
+        cost one dict lookup."""
+        readings = batch.readings
+        if not readings:
+            return
         device = batch.device
-        series, last, pending = self._series, self._last, self._pending
-        step = self._min_interval_ms
-        for reading in batch.readings:
-            value = reading.value
-            if reading.quality is Quality.BAD or not isinstance(value, int | float):
+        ts = batch.cycle_ns // 1_000_000
+        group = (device, readings[0].tag)
+        if ts - self._last.get(group, -self._min_interval_ms) < self._min_interval_ms:
+            return
+        self._last[group] = ts
+        series, pending, bad = self._series, self._pending, Quality.BAD
+        for _, tag, value, quality, source_ns, _, _ in readings:
+            if quality is bad or type(value) not in _NUMERIC:
                 continue
-            key = (device, reading.tag)
-            sid = series.get(key)
+            sid = series.get((device, tag))
             if sid is None:
-                sid = self._new_series(key)
-            ts = reading.source_ns // 1_000_000
-            if ts - last.get(sid, -step) < step:
-                continue
-            last[sid] = ts
-            pending.append((sid, ts, float(value)))
+                sid = self._new_series((device, tag))
+            pending.append((sid, source_ns // 1_000_000, float(value)))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._db.close()

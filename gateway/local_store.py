@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from operator import itemgetter
 
 import orjson
 
@@ -18,6 +19,7 @@ from gateway.sinks.mqtt_payload import encode_telemetry
 
 __all__ = ["LocalStore"]
 
+_tag = itemgetter(1)
 _SUBSCRIBER_QUEUE = 256
 """Batches a slow SSE client may lag behind before it misses some; it is then sent
 ``{"missed": n}`` before the next batch."""
@@ -51,8 +53,7 @@ class LocalStore:
             tags = latest.get(batch.device)
             if tags is None:
                 tags = latest[batch.device] = {}
-            for reading in batch.readings:
-                tags[reading.tag] = reading
+            tags.update(zip(map(_tag, batch.readings), batch.readings, strict=True))
             if self.history is not None:
                 self.history.add(batch)
             if self._subscribers:
