@@ -12,74 +12,16 @@ Reuses the integration tests' process helpers (tests/support): run it from the r
 from __future__ import annotations
 
 import argparse
-import math
-import threading
-import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import orjson
-import psutil
-from paho.mqtt import client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
+from bench.measure import Subscriber, measure_window
 from tests.support.gateway import GatewayProcess
 from tests.support.mosquitto import Mosquitto
-from tests.support.processes import wait_until
 from tests.support.simulator import ModbusSimulator
 
 BULK_START = 1000
-MAX_SAMPLES = 2_000_000
-
-
-class Subscriber:
-    """Counts values and reading ages of every telemetry message, and keeps device statuses."""
-
-    def __init__(self, host: str, port: int, prefix: str) -> None:
-        self._lock = threading.Lock()
-        self.values = 0
-        self.messages = 0
-        self.ages_ms: list[float] = []
-        self.statuses: dict[str, dict[str, Any]] = {}
-        self.devices_seen: set[str] = set()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-subscriber")
-        self._client.on_message = self._on_message
-        self._client.connect(host, port)
-        self._client.subscribe(f"{prefix}/#", qos=1)
-        self._client.loop_start()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        now_ms = time.time() * 1000
-        if not msg.payload:
-            return
-        body = orjson.loads(msg.payload)
-        device = msg.topic.rsplit("/", 2)[-2]
-        if msg.topic.endswith("/telemetry"):
-            with self._lock:
-                self.messages += 1
-                self.values += len(body["values"])
-                self.devices_seen.add(device)
-                if len(self.ages_ms) < MAX_SAMPLES:
-                    self.ages_ms.append(now_ms - body["ts"])
-        elif msg.topic.endswith("/status") and "polls" in body:
-            with self._lock:
-                self.statuses[device] = body
-
-    def reset(self) -> tuple[int, int]:
-        with self._lock:
-            counts = (self.values, self.messages)
-            self.values = self.messages = 0
-            self.ages_ms = []
-            return counts
-
-    def snapshot(self) -> tuple[int, int, list[float]]:
-        with self._lock:
-            return self.values, self.messages, list(self.ages_ms)
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
 
 
 def gateway_config(
@@ -121,25 +63,6 @@ def gateway_config(
     }
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
-
-
 def run(args: argparse.Namespace) -> str:
     with TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
@@ -161,26 +84,14 @@ def run(args: argparse.Namespace) -> str:
             subscriber = Subscriber(broker.host, broker.port, "bench")
             config = gateway_config(broker, sims, args)
             gateway = GatewayProcess(work / "gateway", config).start()
-            watched = subscriber
-            wait_until(
-                lambda: len(watched.devices_seen) == args.devices,
-                60,
-                message=lambda: f"telemetry from all devices\n{gateway.process.describe()}",
+            window = measure_window(
+                gateway,
+                [sim.process for sim in sims],
+                subscriber,
+                args.devices,
+                args.warmup,
+                args.duration,
             )
-            time.sleep(args.warmup)  # a measurement window, not a wait for an effect
-            process = psutil.Process(gateway.process.pid)
-            sim_processes = [psutil.Process(sim.process.pid) for sim in sims]
-            cpu_before = cpu_seconds(process)
-            sims_before = sum(cpu_seconds(p) for p in sim_processes)
-            subscriber.reset()
-            started = time.monotonic()
-            time.sleep(args.duration)  # the measurement window
-            elapsed = time.monotonic() - started
-            values, messages, ages = subscriber.snapshot()
-            cpu = cpu_seconds(process) - cpu_before
-            sims_cpu = sum(cpu_seconds(p) for p in sim_processes) - sims_before
-            rss = peak_rss_mib(gateway.process.pid)
-            statuses = dict(subscriber.statuses)
         finally:
             if subscriber is not None:
                 subscriber.close()
@@ -189,20 +100,15 @@ def run(args: argparse.Namespace) -> str:
             for sim in sims:
                 sim.stop()
             broker.close()
-    rate = values / elapsed
+    rate = window.values / window.elapsed
     expected = args.devices * args.tags / args.period
-    skipped = sum(int(s.get("skipped_cycles", 0)) for s in statuses.values())
-    overruns = sum(int(s.get("overruns", 0)) for s in statuses.values())
+    skipped = sum(int(s.get("skipped_cycles", 0)) for s in window.statuses.values())
+    overruns = sum(int(s.get("overruns", 0)) for s in window.statuses.values())
     return (
         f"devices={args.devices} tags={args.tags} period={args.period:g}s qos={args.qos} "
         f"outbox={args.outbox} api={args.api} "
         f"values/s={rate:,.0f} (offered {expected:,.0f}, {100 * rate / expected:.1f}%) "
-        f"msgs/s={messages / elapsed:,.0f} gateway_cpu={100 * cpu / elapsed:.1f}% "
-        f"cpu/value={1e6 * cpu / max(values, 1):.2f}us peak_rss={rss:.1f}MiB "
-        f"age_p50={percentile(ages, 0.5):.1f}ms age_p99={percentile(ages, 0.99):.1f}ms "
-        f"age_max={max(ages, default=math.nan):.0f}ms overruns={overruns} "
-        f"skipped_cycles={skipped} simulators_cpu={100 * sims_cpu / elapsed:.0f}% "
-        f"values/msg={values / max(messages, 1):.0f}"
+        f"{window.summary()} overruns={overruns} skipped_cycles={skipped}"
     )
 
 

@@ -15,20 +15,16 @@ Reuses the integration tests' process helpers (tests/support): run it from the r
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import psutil
-
-from bench.modbus_mqtt import Subscriber, cpu_seconds, peak_rss_mib, percentile
+from bench.measure import Subscriber, measure_window
 from simulators.opcua.plant import BULK_FOLDER, NAMESPACE
 from simulators.opcua.server import MAX_CHANGES_PER_SECOND
 from tests.support.gateway import GatewayProcess
 from tests.support.mosquitto import Mosquitto
 from tests.support.opcua import OpcUaSimulator
-from tests.support.processes import wait_until
 
 
 def gateway_config(
@@ -83,26 +79,14 @@ def run(args: argparse.Namespace) -> str:
                 sims.append(sim.start(timeout=120))
             subscriber = Subscriber(broker.host, broker.port, "bench")
             gateway = GatewayProcess(work / "gateway", gateway_config(broker, sims, args)).start()
-            watched, started_gateway = subscriber, gateway
-            wait_until(
-                lambda: len(watched.devices_seen) == args.devices,
-                120,
-                message=lambda: f"telemetry from all devices\n{started_gateway.process.describe()}",
+            window = measure_window(
+                gateway,
+                [sim.process for sim in sims],
+                subscriber,
+                args.devices,
+                args.warmup,
+                args.duration,
             )
-            time.sleep(args.warmup)  # a measurement window, not a wait for an effect
-            process = psutil.Process(gateway.process.pid)
-            sim_processes = [psutil.Process(sim.process.pid) for sim in sims]
-            cpu_before = cpu_seconds(process)
-            sims_before = sum(cpu_seconds(p) for p in sim_processes)
-            subscriber.reset()
-            started = time.monotonic()
-            time.sleep(args.duration)  # the measurement window
-            elapsed = time.monotonic() - started
-            values, messages, ages = subscriber.snapshot()
-            cpu = cpu_seconds(process) - cpu_before
-            sims_cpu = sum(cpu_seconds(p) for p in sim_processes) - sims_before
-            rss = peak_rss_mib(gateway.process.pid)
-            statuses = dict(subscriber.statuses)
         finally:
             if subscriber is not None:
                 subscriber.close()
@@ -111,18 +95,13 @@ def run(args: argparse.Namespace) -> str:
             for sim in sims:
                 sim.stop()
             broker.close()
-    rate = values / elapsed
+    rate = window.values / window.elapsed
     offered = args.devices * args.nodes / args.period
-    skipped = sum(int(s.get("skipped_cycles", 0)) for s in statuses.values())
+    skipped = sum(int(s.get("skipped_cycles", 0)) for s in window.statuses.values())
     return (
         f"opcua devices={args.devices} nodes={args.nodes} period={args.period:g}s"
         f" simulators={len(sims)} qos={args.qos} values/s={rate:,.0f} (offered {offered:,.0f},"
-        f" {100 * rate / offered:.1f}%) msgs/s={messages / elapsed:,.0f}"
-        f" gateway_cpu={100 * cpu / elapsed:.1f}% cpu/value={1e6 * cpu / max(values, 1):.2f}us"
-        f" peak_rss={rss:.1f}MiB age_p50={percentile(ages, 0.5):.1f}ms"
-        f" age_p99={percentile(ages, 0.99):.1f}ms dropped_batches={skipped}"
-        f" simulators_cpu={100 * sims_cpu / elapsed:.0f}%"
-        f" values/msg={values / max(messages, 1):.0f}"
+        f" {100 * rate / offered:.1f}%) {window.summary()} dropped_batches={skipped}"
     )
 
 

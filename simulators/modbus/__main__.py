@@ -12,9 +12,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from simulators.cli import bounded_int, positive_float
 from simulators.modbus.machine import MAX_BULK_REGISTERS
 from simulators.modbus.server import Simulator, SimulatorConfig
 
@@ -37,26 +37,6 @@ def parse_units(text: str) -> tuple[int, ...]:
     return units
 
 
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    """argparse type: an int within ``[low, high]``."""
-
-    def convert(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not within {low}..{high}")
-        return value
-
-    return convert
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a float > 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not > 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The CLI."""
     parser = argparse.ArgumentParser(
@@ -66,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
     parser.add_argument(
         "--port",
-        type=_bounded_int(0, 65535),
+        type=bounded_int(0, 65535),
         default=5020,
         help="TCP port (default %(default)s); 0 picks a free one",
     )
@@ -75,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--bulk-registers",
-        type=_bounded_int(0, MAX_BULK_REGISTERS),
+        type=bounded_int(0, MAX_BULK_REGISTERS),
         default=0,
         metavar="M",
         help="holding and input registers 1000..1000+M-1 (default 0)",
@@ -90,11 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--record", type=Path, metavar="FILE", help="append one JSON line per served read"
     )
     parser.add_argument(
-        "--period", type=_positive_float, default=0.1, help="seconds per tick (default 0.1)"
+        "--period", type=positive_float, default=0.1, help="seconds per tick (default 0.1)"
     )
     parser.add_argument(
         "--ports",
-        type=_bounded_int(1, 1000),
+        type=bounded_int(1, 1000),
         default=1,
         metavar="N",
         help="listen on N ports serving the same units: port, port+1, ... (default 1)",

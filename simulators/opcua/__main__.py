@@ -11,32 +11,12 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from simulators.cli import bounded_int, positive_float
 from simulators.opcua.server import MAX_CHANGES_PER_SECOND, PlantServer, SimulatorConfig
 
 logger = logging.getLogger("simulators.opcua")
-
-
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    """argparse type: an int within ``[low, high]``."""
-
-    def convert(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not within {low}..{high}")
-        return value
-
-    return convert
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a float > 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not > 0")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,20 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
     parser.add_argument(
         "--port",
-        type=_bounded_int(0, 65535),
+        type=bounded_int(0, 65535),
         default=4840,
         help="TCP port (default %(default)s); 0 picks a free one",
     )
     parser.add_argument(
         "--nodes",
-        type=_bounded_int(0, 100_000),
+        type=bounded_int(0, 100_000),
         default=0,
         metavar="N",
         help="bulk Double variables Plant/Bulk/V00000.. for benchmarks (default 0)",
     )
     parser.add_argument(
         "--period",
-        type=_positive_float,
+        type=positive_float,
         default=0.5,
         metavar="P",
         help="seconds per tick: every moving value changes once per tick (default 0.5)",
@@ -80,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--extra-namespaces",
-        type=_bounded_int(0, 100),
+        type=bounded_int(0, 100),
         default=0,
         metavar="K",
         help="register K namespaces before the line's, moving its index (default 0)",
     )
     parser.add_argument(
         "--max-nodes-per-read",
-        type=_bounded_int(1, 1_000_000),
+        type=bounded_int(1, 1_000_000),
         default=10000,
         metavar="M",
         help="the MaxNodesPerRead operation limit to advertise (default 10000)",
