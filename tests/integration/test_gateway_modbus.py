@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import socket
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -67,34 +66,6 @@ def config(
         "profiles": [profile],
         "devices": devices,
     }
-
-
-@pytest.fixture
-def launch_sim(tmp_path: Path) -> Iterator[Callable[..., ModbusSimulator]]:
-    started: list[ModbusSimulator] = []
-
-    def launch(*args: str, port: int | None = None) -> ModbusSimulator:
-        sim = ModbusSimulator(tmp_path / f"sim{len(started)}", *args, port=port, name="sim")
-        started.append(sim)
-        return sim.start()
-
-    yield launch
-    for sim in started:
-        sim.stop()
-
-
-@pytest.fixture
-def run_gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def run(cfg: dict[str, Any]) -> GatewayProcess:
-        gateway = GatewayProcess(tmp_path / f"gateway{len(started)}", cfg)
-        started.append(gateway)
-        return gateway.start()
-
-    yield run
-    for gateway in started:
-        gateway.stop()
 
 
 @pytest.fixture

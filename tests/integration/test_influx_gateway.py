@@ -59,34 +59,6 @@ def config(influxdb: dict[str, Any], devices: list[dict[str, Any]], interval: fl
     }  # fmt: skip
 
 
-@pytest.fixture
-def launch_sim(tmp_path: Path) -> Iterator[Callable[..., ModbusSimulator]]:
-    started: list[ModbusSimulator] = []
-
-    def launch(*args: str) -> ModbusSimulator:
-        sim = ModbusSimulator(tmp_path / f"sim{len(started)}", *args, name="sim")
-        started.append(sim)
-        return sim.start()
-
-    yield launch
-    for sim in started:
-        sim.stop()
-
-
-@pytest.fixture
-def run_gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def run(cfg: dict[str, Any]) -> GatewayProcess:
-        gateway = GatewayProcess(tmp_path / f"gateway{len(started)}", cfg)
-        started.append(gateway)
-        return gateway.start()
-
-    yield run
-    for gateway in started:
-        gateway.stop()
-
-
 class Store(Protocol):
     """A database the gateway writes to, as the restart test sees it."""
 
