@@ -140,9 +140,12 @@ class SinkBuffer:
         return True
 
     async def _write_inflight(self) -> None:
-        batches = [batch for _, batch in self._inflight]
-        readings = sum(len(b.readings) for b in batches)
         while True:
+            self._forget_dropped()
+            if not self._inflight:
+                return
+            batches = [batch for _, batch in self._inflight]
+            readings = sum(len(b.readings) for b in batches)
             try:
                 await self.sink.write(batches)
             except RetryableSinkError as exc:
@@ -152,6 +155,7 @@ class SinkBuffer:
                 continue
             except SinkError as exc:
                 # Retrying cannot help: count the loss and move on.
+                readings -= self._forget_dropped()  # the outbox's bounds counted those
                 log.error(
                     "sink %s: write refused for good, %d readings dropped: %s",
                     self.sink.name,
@@ -176,8 +180,22 @@ class SinkBuffer:
             for batch in batches:
                 self.latency.observe((now - batch.cycle_ns) / 1e9)
             self.last_write_ns = now
-            self._settled(readings)
+            # Dropped by the outbox's bounds during this write: delivered after all, but
+            # already counted as dropped (an over-count, never an undercount).
+            self._settled(readings - self._forget_dropped())
             return
+
+    def _forget_dropped(self) -> int:
+        """Take out of the write the batches the outbox's bounds dropped (and counted) while
+        they waited in memory or were being written; their readings."""
+        if self._outbox is None:
+            return 0
+        name, outbox = self.sink.name, self._outbox
+        dropped = [entry for entry in self._inflight if outbox.settled(name, entry[0])]
+        if not dropped:
+            return 0
+        self._inflight = [entry for entry in self._inflight if not outbox.settled(name, entry[0])]
+        return sum(len(batch.readings) for _, batch in dropped)
 
     def _settled(self, readings: int) -> None:
         if self._outbox is not None:

@@ -64,7 +64,8 @@ class GatewaySection(BaseModel):
 class RuntimeConfig(BaseModel):
     """How the runtime buffers and retries for the sinks and restarts devices."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # An infinite delay would silently stop retrying or reconnecting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     buffer_max_readings: int = Field(
         default=1_000_000, ge=1000, description="Per sink; past it the oldest batches are dropped"
@@ -307,16 +308,43 @@ def parse_config(data: Any, source: str | None = None) -> GatewayConfig:
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a file saying two things is refused instead.
+    A key may still override one brought in by a merge (``<<: *defaults``)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: Path) -> GatewayConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigProblem("", f"cannot read: {exc.strerror}")], str(path)) from exc
+    except UnicodeDecodeError as exc:
+        problem = ConfigProblem(
+            "", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+        )
+        raise ConfigError([problem], str(path)) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([ConfigProblem(where, f"not valid YAML: {reason}")], str(path)) from exc
+    except RecursionError as exc:
+        raise ConfigError(
+            [ConfigProblem("", "not valid YAML: nested too deeply")], str(path)
+        ) from exc
     return parse_config(data, str(path))

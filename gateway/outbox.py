@@ -31,9 +31,11 @@ __all__ = ["IdRanges", "Outbox", "OutboxConfig", "decode_batch", "encode_batch"]
 
 log = logging.getLogger(__name__)
 
+# AUTOINCREMENT: ids are never reused, even once every row is deleted; a reused id would
+# already be in the sinks' confirmed ranges, and that batch never replayed.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY, cycle_ms INTEGER NOT NULL, readings INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, cycle_ms INTEGER NOT NULL, readings INTEGER NOT NULL,
     size INTEGER NOT NULL, doc BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox_acks (
     sink TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, PRIMARY KEY (sink, lo));
@@ -45,7 +47,7 @@ class OutboxConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    max_mb: int = Field(default=1024, ge=16, description="Bound on the outbox's size on disk")
+    max_mb: int = Field(default=1024, ge=1, description="Bound on the outbox's size on disk")
     max_age_hours: float = Field(default=168.0, gt=0, description="Older batches are dropped")
     drain_rate: int = Field(
         default=50_000, ge=100, description="Readings per second replayed to a sink after an outage"
@@ -183,6 +185,10 @@ class Outbox:
         for row_id in ids:
             acked.add(row_id)
         self.pending_readings[sink] -= readings
+
+    def settled(self, sink: str, row_id: int) -> bool:
+        """The sink confirmed this batch, or the bounds dropped it (counted)."""
+        return row_id in self._acked[sink]
 
     def backlog(self, sink: str, below: int | None, max_readings: int) -> list[tuple[int, Batch]]:
         """The oldest batches the sink has not confirmed, with ids below ``below``."""

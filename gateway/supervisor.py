@@ -20,6 +20,14 @@ __all__ = ["DeviceSupervisor"]
 log = logging.getLogger(__name__)
 
 
+def _raise_if_cancelled(task: asyncio.Task[None]) -> None:
+    """Python 3.11's ``asyncio.wait_for`` (inside pymodbus and asyncua) returns a result that
+    arrives together with a cancellation and drops the cancellation (fixed in 3.12); the task
+    still counts it. Raise it again, or a removed device polls on and a shutdown waits forever."""
+    if task.cancelling():
+        raise asyncio.CancelledError
+
+
 class DeviceSupervisor:
     def __init__(
         self,
@@ -38,6 +46,8 @@ class DeviceSupervisor:
 
     async def run(self) -> None:
         status = self._status
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             try:
                 await self._connector.start()
@@ -46,12 +56,14 @@ class DeviceSupervisor:
                     if status.state is not DeviceState.OFFLINE:
                         self._backoff.reset()
                     self._report()
+                    _raise_if_cancelled(task)
             except Exception as exc:  # the supervisor boundary: see module docstring
                 status.state = DeviceState.OFFLINE
                 status.last_error = str(exc) or type(exc).__name__
                 self._report()
             finally:
                 await self._connector.stop()
+            _raise_if_cancelled(task)
             await asyncio.sleep(self._backoff.next_delay())
 
     def _report(self) -> None:

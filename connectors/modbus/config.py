@@ -88,8 +88,8 @@ class ModbusTag(TagBase):
         default=None, ge=1, le=MAX_READ_REGISTERS, description="Registers of a string"
     )
     encoding: Literal["ascii", "latin-1", "utf-8"] = "ascii"
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

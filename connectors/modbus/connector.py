@@ -9,7 +9,9 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from connectors.modbus.config import ModbusDeviceConfig, ModbusGroup, ModbusTag
+from pymodbus.pdu import ModbusPDU
+
+from connectors.modbus.config import ModbusDeviceConfig, ModbusGroup, ModbusTag, Table
 from connectors.modbus.decode import BlockDecoder
 from connectors.modbus.link import LinkPool, ModbusLink, NoResponse
 from connectors.modbus.planner import ReadRequest, Span, plan_reads, split_request
@@ -33,10 +35,34 @@ _EXCEPTION_NAMES = {
     11: "gateway target device failed to respond",
 }
 _ILLEGAL_DATA_ADDRESS = 2
+_READ_FUNCTION_CODES = {
+    Table.COIL: 1,
+    Table.DISCRETE_INPUT: 2,
+    Table.HOLDING_REGISTER: 3,
+    Table.INPUT_REGISTER: 4,
+}
 
 
 def exception_reason(code: int) -> str:
     return f"modbus exception {code} ({_EXCEPTION_NAMES.get(code, 'unknown')})"
+
+
+def _invalid(response: ModbusPDU, request: ReadRequest) -> str | None:
+    """Why a well-framed answer that is no exception still cannot be decoded, or None.
+
+    pymodbus hands over whatever the device sent with a matching transaction id: the answer
+    of another function (another table's data) or fewer values than were asked for."""
+    function_code = _READ_FUNCTION_CODES[request.table]
+    if response.function_code != function_code:
+        return (
+            f"invalid response: function code {response.function_code} "
+            f"to a read of function code {function_code}"
+        )
+    got = len(response.bits) if request.table.is_bits else len(response.registers)
+    if got < request.count:
+        unit = "bits" if request.table.is_bits else "registers"
+        return f"invalid response: {got} {unit} to a read of {request.count}"
+    return None
 
 
 @dataclass(slots=True)
@@ -188,6 +214,13 @@ class ModbusConnector:
                 reason = exception_reason(code)
                 self._bad(readings, read, reason, cycle_ns)
                 failures.append(f"{reason} reading {request.table.value} {request.address}")
+                failed.append(read)
+                done.append(read)
+                continue
+            invalid = _invalid(response, request)
+            if invalid is not None:
+                self._bad(readings, read, invalid, cycle_ns)
+                failures.append(f"{invalid} reading {request.table.value} {request.address}")
                 failed.append(read)
                 done.append(read)
                 continue

@@ -13,6 +13,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
+from pymodbus.transaction import TransactionManager
 
 from connectors.modbus.config import ModbusDeviceConfig, Table
 from gateway.errors import ConnectorError
@@ -24,6 +25,22 @@ log = logging.getLogger(__name__)
 
 class NoResponse(Exception):
     """The device did not answer one request in time; the link itself may still be fine."""
+
+
+def _drop_undecodable(ctx: TransactionManager) -> None:
+    """pymodbus raises from inside the protocol's ``data_received`` when a frame cannot be
+    decoded (a function code it does not know): asyncio then logs a traceback that names no
+    device and closes the connection. Drop such data instead: the request times out like any
+    other unanswered one, and the device's status says so."""
+    callback = ctx.callback_data
+
+    def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+        try:
+            return callback(data, addr)
+        except ModbusIOException:
+            return len(data)
+
+    ctx.callback_data = callback_data  # type: ignore[method-assign]
 
 
 class ModbusLink:
@@ -56,6 +73,7 @@ class ModbusLink:
                 retries=0,
                 reconnect_delay=0,
             )
+        _drop_undecodable(self.client.ctx)
         self._readers = {
             Table.COIL: self.client.read_coils,
             Table.DISCRETE_INPUT: self.client.read_discrete_inputs,

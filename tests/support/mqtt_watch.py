@@ -41,6 +41,9 @@ class Received:
     qos: int
     received_at: float
     """``time.time()`` on arrival, to compare with the millisecond ``ts`` in payloads."""
+    dup: bool = False
+    """The broker's DUP flag: it sent this message to the watcher before (QoS >= 1, its
+    acknowledgement not processed, e.g. across a broker restart), so a copy arrived already."""
 
     def json(self) -> Any:
         """The payload decoded as JSON (an empty payload, i.e. a cleared retain, is None)."""
@@ -236,7 +239,12 @@ class MqttWatch:
                 return
             self._received.append(
                 Received(
-                    message.topic, bytes(message.payload), bool(message.retain), message.qos, now
+                    message.topic,
+                    bytes(message.payload),
+                    bool(message.retain),
+                    message.qos,
+                    now,
+                    bool(message.dup),
                 )
             )
 

@@ -121,6 +121,19 @@ MISTAKES = [
     ("mqtt/tls", {"cert_file": "c.pem"}, "mqtt.tls.key_file", "both or neither"),
     ("gateway/id", "", "gateway.id", "at least 1"),
     ("runtime", {"buffer_max_readings": 10}, "runtime.buffer_max_readings", "1000"),
+    ("runtime", {"retry_max": float("inf")}, "runtime.retry_max", "finite"),
+    (
+        "devices/1/groups/0/tags/0/scale",
+        float("nan"),
+        "devices[1].groups[0].tags[0].scale",
+        "finite",
+    ),
+    (
+        "devices/1/groups/0/tags/0/offset",
+        float("-inf"),
+        "devices[1].groups[0].tags[0].offset",
+        "finite",
+    ),
 ]
 
 
@@ -213,3 +226,39 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping() -> None:
     with pytest.raises(ConfigError, match="mapping"):
         parse_config(yaml.safe_load("- a\n- b\n"))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"gateway: {id: gw\xe91}\n", "not UTF-8 text: byte 0xe9 at offset 16"),
+        (
+            b"gateway: {id: gw1}\ngateway: {id: gw2}\n",
+            "line 2, column 1: not valid YAML: duplicate key 'gateway'",
+        ),
+        (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "not valid YAML: nested too deeply"),
+    ],
+    ids=["latin-1", "duplicate key", "deep"],
+)
+def test_a_malformed_file_is_a_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [message]
+
+
+def test_a_key_may_override_a_merged_one(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "gateway: {id: gw1}\n"
+        "devices:\n"
+        "  - &drive {id: d1, type: modbus, host: 10.0.0.1,\n"
+        "            groups: [{tags: [{name: a, address: 0}]}]}\n"
+        "  - {<<: *drive, id: d2, host: 10.0.0.2}\n"
+    )
+    devices = load_config(path).devices
+    assert [(d.id, d.model_dump()["host"]) for d in devices] == [
+        ("d1", "10.0.0.1"),
+        ("d2", "10.0.0.2"),
+    ]

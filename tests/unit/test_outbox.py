@@ -172,3 +172,43 @@ async def test_a_restart_replays_the_backlog_at_the_drain_rate(
     cycles = [b.cycle_ns for b in sink.written]
     assert sorted(cycles) == [*range(30), 99]
     assert cycles.index(99) < cycles.index(29), "live data does not wait for the backlog"
+
+
+def test_ids_are_not_reused_once_every_row_is_confirmed(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    outbox = Outbox(path, ["a"], CONFIG)
+    first = outbox.append(batch("d", [1.0], cycle_ns=1))
+    outbox.confirm("a", [first], 1)
+    outbox.persist()  # the table is empty now
+    second = outbox.append(batch("d", [2.0], cycle_ns=2))
+    assert second > first and not outbox.settled("a", second)
+    outbox.close()  # a crash before it was confirmed
+    again = Outbox(path, ["a"], CONFIG)
+    assert [b.cycle_ns for _, b in again.backlog("a", None, 100)] == [2], "replayed"
+    again.close()
+
+
+async def test_what_the_bounds_drop_is_not_also_written_from_memory(
+    tmp_path: Path, tasks: list[asyncio.Task[None]]
+) -> None:
+    config = RuntimeConfig(retry_min=0.001, retry_max=0.005, outbox=OutboxConfig(max_mb=1))
+    sink = FakeSink(failures=[RetryableSinkError("broker down")])
+    outbox = Outbox(tmp_path / "g.db", ["fake"], config.outbox)
+    buffer = SinkBuffer(sink, config, outbox)
+    tasks.append(asyncio.create_task(buffer.run()))
+    start = time.time_ns()
+
+    def put(cycle: int) -> None:
+        one = batch("d", [float(cycle)] * 50, cycle_ns=start + cycle, tag="a_long_tag_name_")
+        buffer.put(one, outbox.append(one))
+
+    put(0)
+    await asyncio.sleep(0)  # batch 0 is being written: that fails, it waits for a retry
+    for cycle in range(1, 1000):  # about 1.5 MB, all of it also in memory
+        put(cycle)
+    outbox.enforce_bounds()
+    assert outbox.dropped_readings["fake"] > 0
+    await async_wait_until(lambda: buffer.depth == 0, 10, "the rest written")
+    written = [b.cycle_ns - start for b in sink.written]
+    assert written == list(range(1000 - len(written), 1000)), "the oldest went, and only they"
+    assert buffer.written_readings + buffer.dropped == 1000 * 50

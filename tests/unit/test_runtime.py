@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import itertools
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from gateway.config import DeviceConfig, GatewayConfig, GroupConfig, parse_config
 from gateway.protocols import Connector
+from gateway.reading import Batch
 from gateway.runtime import Runtime
 from gateway.status import DeviceStatus
 from tests.support.processes import async_wait_until
-from tests.unit.fakes import FakeConnector, FakeSink
+from tests.unit.fakes import FakeConnector, FakeSink, batch
 
 
 def config(*device_ids: str, **runtime: Any) -> GatewayConfig:
@@ -119,3 +121,31 @@ async def test_devices_can_be_added_and_removed_while_running() -> None:
     assert set(runtime.devices) == {"b"}
     stop.set()
     await task
+
+
+class CancelSwallowingConnector(FakeConnector):
+    """Swallows the first cancellation, as ``asyncio.wait_for`` does in Python 3.11 (inside
+    pymodbus and asyncua) when its result arrives together with the cancellation."""
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        swallowed = False
+        for cycle in itertools.count():
+            try:
+                await asyncio.sleep(0.001)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed = True
+            yield batch(self.status.device, [float(cycle)], cycle_ns=cycle)
+
+
+async def test_a_device_whose_connector_swallowed_the_cancellation_still_stops() -> None:
+    sink = FakeSink()
+    runtime = Runtime(config("dev"), [sink], lambda d, g, status: CancelSwallowingConnector(status))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    await async_wait_until(lambda: len(sink.written) >= 3)
+    stop.set()
+    async with asyncio.timeout(5):
+        await task
+    assert sink.stopped
