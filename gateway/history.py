@@ -69,6 +69,10 @@ class History:
             (device, tag): sid
             for sid, device, tag in self._db.execute("SELECT id, device, tag FROM series")
         }
+        self._next_series = max(self._series.values(), default=0) + 1
+        self._new: list[tuple[int, str, str]] = []
+        """Series numbered here but not yet stored: stored with the next flush, off the loop
+        (100k new tags must not mean 100k INSERTs on the event loop)."""
         self._last: dict[tuple[str, str], int] = {}
         """Per (device, first tag of a batch): when that group was last sampled."""
         self._pending: list[tuple[int, int, float]] = []
@@ -102,16 +106,11 @@ class History:
         self._writer.close()
 
     def _new_series(self, key: tuple[str, str]) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO series (device, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", key
-        )
-        sid = cursor.lastrowid
-        if not cursor.rowcount or sid is None:
-            sid = self._db.execute(
-                "SELECT id FROM series WHERE device = ? AND tag = ?", key
-            ).fetchone()[0]
-        self._series[key] = int(sid)
-        return int(sid)
+        sid = self._next_series
+        self._next_series += 1
+        self._series[key] = sid
+        self._new.append((sid, *key))
+        return sid
 
     async def run(self) -> None:
         """Flush pending samples every flush_interval and enforce the bounds every minute."""
@@ -125,13 +124,19 @@ class History:
 
     async def flush(self) -> None:
         rows, self._pending = self._pending, []
-        if rows:
-            await asyncio.to_thread(self._insert, rows)
+        series, self._new = self._new, []
+        if rows or series:
+            await asyncio.to_thread(self._insert, series, rows)
             self.written += len(rows)
 
-    def _insert(self, rows: list[tuple[int, int, float]]) -> None:
+    def _insert(
+        self, series: list[tuple[int, str, str]], rows: list[tuple[int, int, float]]
+    ) -> None:
         with self._writer:
             self._writer.execute("BEGIN")
+            self._writer.executemany(
+                "INSERT INTO series (id, device, tag) VALUES (?, ?, ?)", series
+            )
             self._writer.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", rows)
 
     def _prune(self) -> None:
