@@ -1,11 +1,13 @@
-"""Argument types shared by the simulators' command lines."""
+"""What the simulators' command lines share: argument types, --log-level, stop on signals."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 from collections.abc import Callable
 
-__all__ = ["bounded_int", "positive_float"]
+__all__ = ["add_log_level", "bounded_int", "positive_float", "stop_on_signals"]
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -26,3 +28,22 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} is not > 0")
     return value
+
+
+def add_log_level(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=default,
+        type=str.upper,
+        help="stderr log level (default %(default)s)",
+    )
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, for a clean exit with code 0."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop

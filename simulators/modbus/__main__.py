@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
-from simulators.cli import bounded_int, positive_float
+from simulators.cli import add_log_level, bounded_int, positive_float, stop_on_signals
 from simulators.modbus.machine import MAX_BULK_REGISTERS
 from simulators.modbus.server import Simulator, SimulatorConfig
 
@@ -79,22 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="listen on N ports serving the same units: port, port+1, ... (default 1)",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        default="INFO",
-        type=str.upper,
-        help="stderr log level (default %(default)s)",
-    )
+    add_log_level(parser, "INFO")
     return parser
 
 
 async def serve(config: SimulatorConfig) -> int:
     """Run until SIGTERM/SIGINT; 0 on a clean stop, 1 when the server cannot start."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     simulator = Simulator(config)
     try:
         try:

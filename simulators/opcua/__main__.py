@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
-from simulators.cli import bounded_int, positive_float
+from simulators.cli import add_log_level, bounded_int, positive_float, stop_on_signals
 from simulators.opcua.server import MAX_CHANGES_PER_SECOND, PlantServer, SimulatorConfig
 
 logger = logging.getLogger("simulators.opcua")
@@ -72,22 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="the MaxNodesPerRead operation limit to advertise (default 10000)",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        default="WARNING",
-        type=str.upper,
-        help="stderr log level (default %(default)s)",
-    )
+    add_log_level(parser, "WARNING")
     return parser
 
 
 async def serve(config: SimulatorConfig) -> int:
     """Run until SIGTERM/SIGINT; 0 on a clean stop, 1 when the server cannot start."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     plant = PlantServer(config)
     try:
         port = await plant.start()
