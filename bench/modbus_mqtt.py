@@ -55,7 +55,15 @@ def gateway_config(
     ]
     return {
         "gateway": {"id": "bench-gw", "log_level": "WARNING"},
-        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "bench", "qos": qos},
+        "sinks": {
+            "mqtt": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic_prefix": "bench",
+                "qos": qos,
+            }
+        },
         "runtime": {"status_interval": 1, "outbox": {"enabled": args.outbox == "on"}},
         "api": {"enabled": args.api == "on"},
         "profiles": [profile],

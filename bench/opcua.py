@@ -50,11 +50,14 @@ def gateway_config(
         )
     return {
         "gateway": {"id": "bench-gw", "log_level": "WARNING"},
-        "mqtt": {
-            "host": broker.host,
-            "port": broker.port,
-            "topic_prefix": "bench",
-            "qos": args.qos,
+        "sinks": {
+            "mqtt": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic_prefix": "bench",
+                "qos": args.qos,
+            }
         },
         "runtime": {"status_interval": 1},
         "devices": devices,

@@ -18,7 +18,7 @@ from collections import deque
 from gateway.backoff import Backoff
 from gateway.config import RuntimeConfig
 from gateway.errors import RetryableSinkError, SinkError
-from gateway.metrics import LatencyHistogram
+from gateway.latency import LatencyHistogram
 from gateway.outbox import Outbox
 from gateway.protocols import Sink
 from gateway.reading import Batch
@@ -49,12 +49,10 @@ class SinkBuffer:
         self._refilled = time.monotonic()
         self.backlog = outbox is not None and outbox.pending_readings[sink.name] > 0
         """Confirmed-missing batches wait in the outbox (after an outage or a restart)."""
-        self.written_batches = 0
         self.written_readings = 0
         self.dropped_readings = 0
         self.failed_writes = 0
         self.last_error: str | None = None
-        self.last_write_ns: int | None = None
         self.latency = LatencyHistogram()
         """How old each batch was when the sink confirmed it (poll to delivery)."""
 
@@ -175,11 +173,9 @@ class SinkBuffer:
                 self.last_error = None
             self._backoff.reset()
             now = time.time_ns()
-            self.written_batches += len(batches)
             self.written_readings += readings
             for batch in batches:
                 self.latency.observe((now - batch.cycle_ns) / 1e9)
-            self.last_write_ns = now
             # Dropped by the outbox's bounds during this write: delivered after all, but
             # already counted as dropped (an over-count, never an undercount).
             self._settled(readings - self._forget_dropped())

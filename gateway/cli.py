@@ -10,17 +10,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from connectors.opcua.browse import add_browse_arguments, run_browse
-from connectors.registry import build_connector_factory
-from gateway.api.app import create_app
-from gateway.api.server import serve_api
+from gateway.assembly import Gateway
 from gateway.config import GatewayConfig, load_config
 from gateway.demo import run_demo
 from gateway.errors import ConfigError, GatewayError
-from gateway.protocols import Sink
-from gateway.runtime import Runtime
-from gateway.sinks.influx import InfluxSink
-from gateway.sinks.mqtt import MqttSink
+from gateway.plugins import Plugins, installed
 from gateway.watch import watch
 
 __all__ = ["main"]
@@ -28,7 +22,7 @@ __all__ = ["main"]
 log = logging.getLogger("gateway")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(plugins: Plugins) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the gateway")
@@ -47,20 +41,26 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--host", default="127.0.0.1")
     watch.add_argument("--port", type=int, default=1883)
     watch.add_argument("--count", type=int, help="stop after this many messages")
-    browse = commands.add_parser("browse", help="list the variables of an OPC UA server")
-    add_browse_arguments(browse)
+    for name, provider in plugins.commands().items():
+        provider.add_arguments(commands.add_parser(name, help=provider.command_help))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        plugins = installed()
+    except GatewayError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    args = _parser(plugins).parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.files)
     if args.command == "watch":
         return watch(args.host, args.port, args.topics, args.count)
-    if args.command == "browse":
+    provider = plugins.commands().get(args.command)
+    if provider is not None:
         _setup_logging("WARNING")
-        return run_browse(args)
+        return provider.run_command(args)
     if args.command == "demo":
         _setup_logging("INFO")
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -101,9 +101,7 @@ def _check_config(files: Sequence[Path]) -> int:
 
 def _summary(config: GatewayConfig) -> str:
     tags = sum(len(group.tags) for device in config.devices for group in config.groups_of(device))
-    sinks = ["mqtt"] if config.mqtt else []
-    if config.influxdb is not None:
-        sinks.append(f"influxdb {config.influxdb.api}")
+    sinks = [f"{name} ({sink.type})" for name, sink in config.sinks.items()]
     return (
         f"gateway {config.gateway.id}, {len(config.devices)} device(s), "
         f"{len(config.profiles)} profile(s), {tags} tag(s), sinks: {', '.join(sinks) or 'none'}"
@@ -122,15 +120,6 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)
 
 
-def build_sinks(config: GatewayConfig) -> list[Sink]:
-    sinks: list[Sink] = []
-    if config.mqtt is not None:
-        sinks.append(MqttSink(config.mqtt, config.gateway.id))
-    if config.influxdb is not None:
-        sinks.append(InfluxSink(config.influxdb, config.gateway.id))
-    return sinks
-
-
 async def _run(config: GatewayConfig) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -141,14 +130,28 @@ async def _run(config: GatewayConfig) -> int:
 
 
 async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
-    """Run the gateway until ``stop`` is set: with the control plane, unless it is disabled."""
-    factory = build_connector_factory(config.gateway.data_dir)
+    """Run the gateway until ``stop`` is set, with its control plane unless that is off. If
+    either fails, the other is stopped and the error raised."""
     log.info("gateway %s: starting: %s", config.gateway.id, _summary(config))
+    gateway = Gateway(config)
+    running = asyncio.create_task(gateway.run(stop), name="gateway")
     if config.api.enabled:
-        app = create_app(config, build_sinks(config), factory)
-        await serve_api(app, config.api.host, config.api.port, stop)
+        from gateway.api.app import create_app
+        from gateway.api.server import serve_api
+
+        started = asyncio.create_task(gateway.runtime.started.wait())
+        await asyncio.wait({running, started}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            started.cancel()
+            running.result()
+            raise GatewayError("the gateway stopped while starting")
+        try:
+            await serve_api(create_app(gateway), config.api.host, config.api.port, stop)
+        finally:
+            stop.set()
+            await running
     else:
-        await Runtime(config, build_sinks(config), factory).run(stop)
+        await running
     log.info("gateway %s: stopped", config.gateway.id)
 
 

@@ -7,30 +7,21 @@ Every problem is reported with the path of the bad field
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from connectors.modbus.config import (
-    MAX_READ_BITS,
-    ModbusDeviceConfig,
-    ModbusGroup,
-    ModbusProfile,
-    ModbusTag,
-)
-from connectors.opcua.config import OpcUaDeviceConfig, OpcUaGroup, OpcUaProfile
-from connectors.opcua.config import check_groups as check_opcua_groups
 from gateway.api.config import ApiConfig
+from gateway.devices import DeviceBase, GroupBase, ProfileBase
 from gateway.errors import ConfigError, ConfigProblem
-from gateway.history import HistoryConfig
 from gateway.outbox import OutboxConfig
-from gateway.sinks.influx_config import InfluxConfig
-from gateway.sinks.mqtt_config import MqttConfig
+from gateway.plugins import Plugins, SinkConfigBase, installed
 
 __all__ = [
     "DeviceConfig",
@@ -39,18 +30,22 @@ __all__ = [
     "ProfileConfig",
     "RuntimeConfig",
     "check_references",
+    "config_model",
+    "device_adapter",
+    "device_union",
     "format_location",
     "load_config",
     "parse_config",
     "problems_from",
+    "profile_adapter",
+    "profile_union",
 ]
 
-DeviceConfig = Annotated[ModbusDeviceConfig | OpcUaDeviceConfig, Field(discriminator="type")]
-ProfileConfig = Annotated[ModbusProfile | OpcUaProfile, Field(discriminator="type")]
-GroupConfig = ModbusGroup | OpcUaGroup
-TagConfig = ModbusTag
-_UNION_SECTIONS = ("devices", "profiles")
-_UNION_TAGS = frozenset({"modbus", "opcua"})
+DeviceConfig = DeviceBase
+ProfileConfig = ProfileBase
+_UNION_SECTIONS = ("devices", "profiles", "sinks")
+
+SinkName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][\w\-]*$")]
 
 
 class GatewaySection(BaseModel):
@@ -78,29 +73,35 @@ class RuntimeConfig(BaseModel):
     status_interval: float = Field(
         default=10.0, gt=0, description="Seconds between refreshes of the retained status"
     )
+    degraded_hold: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds a device stays degraded after its last failed or busy request",
+    )
     shutdown_timeout: float = Field(default=10.0, gt=0, description="Bound on the final flush")
     outbox: OutboxConfig = OutboxConfig()
 
 
 class GatewayConfig(BaseModel):
+    """The whole file. Its ``devices``, ``profiles`` and ``sinks`` are unions of the installed
+    plugins' models: validate through ``config_model(plugins)`` (``parse_config`` does)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     gateway: GatewaySection
-    mqtt: MqttConfig | None = None
-    influxdb: InfluxConfig | None = None
+    sinks: dict[SinkName, SinkConfigBase] = Field(default_factory=dict)
     runtime: RuntimeConfig = RuntimeConfig()
     api: ApiConfig = ApiConfig()
-    history: HistoryConfig = HistoryConfig()
-    profiles: list[ProfileConfig] = Field(default_factory=list)
-    devices: list[DeviceConfig] = Field(default_factory=list)
+    profiles: list[ProfileBase] = Field(default_factory=list)
+    devices: list[DeviceBase] = Field(default_factory=list)
 
-    def profile(self, profile_id: str) -> ProfileConfig:
+    def profile(self, profile_id: str) -> ProfileBase:
         for profile in self.profiles:
             if profile.id == profile_id:
                 return profile
         raise KeyError(profile_id)
 
-    def groups_of(self, device: DeviceConfig) -> list[ModbusGroup] | list[OpcUaGroup]:
+    def groups_of(self, device: DeviceBase) -> Sequence[GroupBase]:
         """The device's own groups, or its profile's (of the same protocol: see
         check_references)."""
         if device.groups is not None:
@@ -108,11 +109,65 @@ class GatewayConfig(BaseModel):
         assert device.profile is not None
         return self.profile(device.profile).groups
 
-    def measurement_of(self, device: DeviceConfig) -> str | None:
+    def measurement_of(self, device: DeviceBase) -> str | None:
         """The device's measurement, or its profile's; None means the sink's default."""
         if device.measurement is not None or device.profile is None:
             return device.measurement
         return self.profile(device.profile).measurement
+
+
+def _union(models: Sequence[type[BaseModel]], fallback: type[BaseModel]) -> Any:
+    """The discriminated union of the plugins' models (on ``type``)."""
+    if not models:
+        return fallback
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007
+
+
+@functools.cache
+def config_model(plugins: Plugins) -> type[GatewayConfig]:
+    """GatewayConfig with the installed plugins' device, profile and sink models."""
+    protocols = list(plugins.protocols.values())
+    devices = _union([p.device_model for p in protocols], DeviceBase)
+    profiles = _union([p.profile_model for p in protocols], ProfileBase)
+    sinks = _union([p.config_model for p in plugins.sinks.values()], SinkConfigBase)
+    model: type[GatewayConfig] = create_model(
+        "GatewayConfig",
+        __base__=GatewayConfig,
+        sinks=(dict[SinkName, sinks], Field(default_factory=dict)),  # type: ignore[valid-type]
+        profiles=(list[profiles], Field(default_factory=list)),  # type: ignore[valid-type]
+        devices=(list[devices], Field(default_factory=list)),  # type: ignore[valid-type]
+    )
+    return model
+
+
+def device_union(plugins: Plugins) -> Any:
+    """The type of one device of any installed protocol (an API body's annotation)."""
+    return _union([p.device_model for p in plugins.protocols.values()], DeviceBase)
+
+
+def profile_union(plugins: Plugins) -> Any:
+    return _union([p.profile_model for p in plugins.protocols.values()], ProfileBase)
+
+
+@functools.cache
+def device_adapter(plugins: Plugins) -> TypeAdapter[DeviceBase]:
+    """Validates one device document of any installed protocol."""
+    adapter: TypeAdapter[DeviceBase] = TypeAdapter(device_union(plugins))
+    return adapter
+
+
+@functools.cache
+def profile_adapter(plugins: Plugins) -> TypeAdapter[ProfileBase]:
+    adapter: TypeAdapter[ProfileBase] = TypeAdapter(profile_union(plugins))
+    return adapter
+
+
+def _union_tags(plugins: Plugins | None) -> frozenset[str]:
+    """The tags pydantic puts in error locations of the plugins' unions: their types."""
+    plugins = plugins or installed()
+    return frozenset(plugins.protocols) | frozenset(plugins.sinks)
 
 
 _SECRET = re.compile(r"password|token|secret", re.IGNORECASE)
@@ -145,18 +200,22 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def format_location(loc: tuple[int | str, ...], *, union_at_root: bool = False) -> str:
+def format_location(
+    loc: tuple[int | str, ...], *, union_at_root: bool = False, plugins: Plugins | None = None
+) -> str:
     """pydantic's ('devices', 2, 'groups', 0, 'tags', 5, 'data_type') → devices[2]...data_type.
 
     The tag pydantic inserts after a discriminated union's index is dropped:
-    ('devices', 2, 'opcua', 'endpoint') → devices[2].endpoint; with ``union_at_root`` (a single
+    ('devices', 2, 'opcua', 'endpoint') → devices[2].endpoint, ('sinks', 'plant', 'mqtt', 'host')
+    → sinks.plant.host; with ``union_at_root`` (a single
     device or profile validated on its own, as in an API body) also ('opcua', 'endpoint').
     """
     path = ""
+    tags = _union_tags(plugins)
     for i, part in enumerate(loc):
         if part == "[key]":  # pydantic's marker for "the key itself", already named
             continue
-        if part in _UNION_TAGS and (
+        if part in tags and (
             (i >= 2 and loc[i - 2] in _UNION_SECTIONS) or (union_at_root and i == 0)
         ):
             continue
@@ -165,7 +224,11 @@ def format_location(loc: tuple[int | str, ...], *, union_at_root: bool = False) 
 
 
 def problems_from(
-    exc: ValidationError, prefix: tuple[int | str, ...] = (), *, union_at_root: bool = False
+    exc: ValidationError,
+    prefix: tuple[int | str, ...] = (),
+    *,
+    union_at_root: bool = False,
+    plugins: Plugins | None = None,
 ) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors():
@@ -181,51 +244,61 @@ def problems_from(
         loc = prefix + tuple(error["loc"])
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc += ("type",)  # the discriminator itself is the bad field
-        problems.append(ConfigProblem(format_location(loc, union_at_root=union_at_root), message))
+        path = format_location(loc, union_at_root=union_at_root, plugins=plugins)
+        problems.append(ConfigProblem(path, message))
     return problems
 
 
-def check_references(config: GatewayConfig) -> list[ConfigProblem]:
-    """What the schema alone cannot see: ids, profile references, tag clashes, read limits."""
+def check_references(config: GatewayConfig, plugins: Plugins | None = None) -> list[ConfigProblem]:
+    """What the schema alone cannot see: ids, profile references, tag clashes, and what each
+    protocol plugin checks (read limits, namespaces...)."""
+    plugins = plugins or installed()
     problems: list[ConfigProblem] = []
     profile_ids = _duplicates((p.id for p in config.profiles), "profiles", "profile id", problems)
     _duplicates((d.id for d in config.devices), "devices", "device id", problems)
     for p, profile in enumerate(config.profiles):
-        problems += _check_groups(profile.groups, f"profiles[{p}]", None)
-        if isinstance(profile, OpcUaProfile):
-            problems += check_opcua_groups(profile.groups, f"profiles[{p}]")
+        where = f"profiles[{p}]"
+        problems += _check_groups(profile.groups, where)
+        protocol = plugins.protocols.get(profile.type)
+        if protocol is None:
+            problems.append(_no_plugin(f"{where}.type", profile.type))
+            continue
+        problems += protocol.check_groups(profile.groups, where, None, "")
     profile_index = {profile.id: p for p, profile in enumerate(config.profiles)}
     for d, device in enumerate(config.devices):
-        modbus = device if isinstance(device, ModbusDeviceConfig) else None
+        where = f"devices[{d}]"
+        protocol = plugins.protocols.get(device.type)
+        if protocol is None:
+            problems.append(_no_plugin(f"{where}.type", device.type))
+            continue
         if device.groups is not None:
-            problems += _check_groups(device.groups, f"devices[{d}]", modbus)
-            if isinstance(device, OpcUaDeviceConfig):
-                problems += check_opcua_groups(device.groups, f"devices[{d}]")
+            problems += _check_groups(device.groups, where)
+            problems += protocol.check_groups(device.groups, where, device, "")
         elif device.profile not in profile_ids:
             known = ", ".join(sorted(profile_ids)) or "none defined"
             problems.append(
-                ConfigProblem(
-                    f"devices[{d}].profile", f"unknown profile {device.profile!r} ({known})"
-                )
+                ConfigProblem(f"{where}.profile", f"unknown profile {device.profile!r} ({known})")
             )
-        elif config.profiles[profile_index[device.profile]].type != device.type:
-            other = config.profiles[profile_index[device.profile]].type
-            problems.append(
-                ConfigProblem(
-                    f"devices[{d}].profile",
-                    f"profile {device.profile!r} is a {other} profile; a {device.type} device"
-                    f" needs a {device.type} profile",
-                )
-            )
-        elif modbus is not None:
+        else:
             p = profile_index[device.profile]
             profile = config.profiles[p]
-            assert isinstance(profile, ModbusProfile)
-            for g, group in enumerate(profile.groups):
-                for t, tag in enumerate(group.tags):
-                    path = f"profiles[{p}].groups[{g}].tags[{t}]"
-                    problems += _check_tag_fits(tag, path, modbus, f" (device devices[{d}])")
+            if profile.type != device.type:
+                problems.append(
+                    ConfigProblem(
+                        f"{where}.profile",
+                        f"profile {device.profile!r} is a {profile.type} profile; a"
+                        f" {device.type} device needs a {device.type} profile",
+                    )
+                )
+                continue
+            problems += protocol.check_groups(
+                profile.groups, f"profiles[{p}]", device, f" (device {where})"
+            )
     return problems
+
+
+def _no_plugin(path: str, type_: str) -> ConfigProblem:
+    return ConfigProblem(path, f"no protocol plugin {type_!r} is installed")
 
 
 def _duplicates(
@@ -239,9 +312,7 @@ def _duplicates(
     return seen
 
 
-def _check_groups(
-    groups: Sequence[GroupConfig], where: str, device: ModbusDeviceConfig | None
-) -> list[ConfigProblem]:
+def _check_groups(groups: Sequence[GroupBase], where: str) -> list[ConfigProblem]:
     problems = []
     names: set[str] = set()
     group_names: set[str] = set()
@@ -250,48 +321,21 @@ def _check_groups(
             problems.append(ConfigProblem(f"{where}.groups[{g}].name", "duplicate group name"))
         group_names.add(group.name)
         for t, tag in enumerate(group.tags):
-            path = f"{where}.groups[{g}].tags[{t}]"
             if tag.name in names:
-                problems.append(ConfigProblem(f"{path}.name", f"duplicate tag name {tag.name!r}"))
+                problems.append(
+                    ConfigProblem(
+                        f"{where}.groups[{g}].tags[{t}].name", f"duplicate tag name {tag.name!r}"
+                    )
+                )
             names.add(tag.name)
-            if device is not None and isinstance(tag, ModbusTag):
-                problems += _check_tag_fits(tag, path, device)
     return problems
 
 
-def _check_tag_fits(
-    tag: TagConfig, path: str, device: ModbusDeviceConfig, context: str = ""
-) -> list[ConfigProblem]:
-    problems = []
-    if tag.address < device.address_base:
-        problems.append(
-            ConfigProblem(
-                f"{path}.address", f"below the device's address_base {device.address_base}{context}"
-            )
-        )
-    end = tag.address - device.address_base + tag.size
-    if end > 65536:
-        problems.append(
-            ConfigProblem(f"{path}.address", f"runs past the last address 65535{context}")
-        )
-    limit = (
-        min(device.max_bits_per_read, MAX_READ_BITS)
-        if tag.table.is_bits
-        else (device.max_registers_per_read)
-    )
-    if tag.size > limit:
-        problems.append(
-            ConfigProblem(
-                f"{path}.length",
-                f"{tag.size} registers do not fit in one read"
-                f" (max_registers_per_read {limit}){context}",
-            )
-        )
-    return problems
-
-
-def parse_config(data: Any, source: str | None = None) -> GatewayConfig:
+def parse_config(
+    data: Any, source: str | None = None, plugins: Plugins | None = None
+) -> GatewayConfig:
     """Validate an already-loaded document (from YAML or an API body)."""
+    plugins = plugins or installed()
     problems: list[ConfigProblem] = []
     data = _expand_env(data, "", problems)
     if problems:
@@ -299,10 +343,10 @@ def parse_config(data: Any, source: str | None = None) -> GatewayConfig:
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem("", "the file must be a mapping at the top")], source)
     try:
-        config = GatewayConfig.model_validate(data)
+        config = config_model(plugins).model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc), source) from exc
-    problems = check_references(config)
+        raise ConfigError(problems_from(exc, plugins=plugins), source) from exc
+    problems = check_references(config, plugins)
     if problems:
         raise ConfigError(problems, source)
     return config
@@ -326,7 +370,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_config(path: Path) -> GatewayConfig:
+def load_config(path: Path, plugins: Plugins | None = None) -> GatewayConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -347,4 +391,4 @@ def load_config(path: Path) -> GatewayConfig:
         raise ConfigError(
             [ConfigProblem("", "not valid YAML: nested too deeply")], str(path)
         ) from exc
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), plugins)

@@ -13,17 +13,20 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from gateway.config import (
     DeviceConfig,
     GatewayConfig,
     ProfileConfig,
     check_references,
+    device_adapter,
     problems_from,
+    profile_adapter,
 )
 from gateway.errors import ConfigError, ConfigProblem, GatewayError
 from gateway.local_store import LocalStore
+from gateway.plugins import Plugins, installed
 from gateway.registry import Registry
 from gateway.runtime import Runtime
 from gateway.status import DeviceState, DeviceStatus
@@ -33,8 +36,6 @@ __all__ = ["Conflict", "ControlPlane", "NotFound", "Source"]
 log = logging.getLogger(__name__)
 
 Source = Literal["file", "api"]
-_devices: TypeAdapter[DeviceConfig] = TypeAdapter(DeviceConfig)
-_profiles: TypeAdapter[ProfileConfig] = TypeAdapter(ProfileConfig)
 
 
 class NotFound(GatewayError):
@@ -57,8 +58,12 @@ class ControlPlane:
         registry: Registry,
         runtime: Runtime,
         store: LocalStore | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.file_config = file_config
+        self.plugins = plugins or installed()
+        self._devices = device_adapter(self.plugins)
+        self._profiles = profile_adapter(self.plugins)
         self._registry = registry
         self._runtime = runtime
         self._store = store
@@ -139,9 +144,11 @@ class ControlPlane:
         current = self._own_device(device_id)
         merged = _merge(_document(current), changes)
         try:
-            device = _devices.validate_python(merged)
+            device = self._devices.validate_python(merged)
         except ValidationError as exc:
-            raise ConfigError(problems_from(exc, union_at_root=True)) from exc
+            raise ConfigError(
+                problems_from(exc, union_at_root=True, plugins=self.plugins)
+            ) from exc
         await self.replace_device(device_id, device)
         return device
 
@@ -227,7 +234,7 @@ class ControlPlane:
         index = {d.id: i for i, d in enumerate(candidate.devices)}
         single = len(changed) == 1
         problems: list[ConfigProblem] = []
-        for problem in check_references(candidate):
+        for problem in check_references(candidate, self.plugins):
             for position, device_id in enumerate(changed):
                 prefix = f"devices[{index[device_id]}]"
                 if problem.path.startswith(prefix) or f"({prefix})" in problem.message:
@@ -261,7 +268,7 @@ class ControlPlane:
         now defines the same id) are skipped with an error in the log, and kept on disk."""
         for document in self._registry.profiles():
             try:
-                profile = _profiles.validate_python(document)
+                profile = self._profiles.validate_python(document)
             except ValidationError as exc:
                 log.error("stored profile %s is invalid, skipped: %s", document.get("id"), exc)
                 continue
@@ -271,7 +278,7 @@ class ControlPlane:
             self.api_profiles[profile.id] = profile
         for document in self._registry.devices():
             try:
-                device = _devices.validate_python(document)
+                device = self._devices.validate_python(document)
                 if self._exists(device.id):
                     raise Conflict(f"device {device.id} is also defined in the file")
                 self._check(

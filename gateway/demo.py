@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from gateway.api.config import ApiToken
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError
+from gateway.sinks.mqtt_config import MqttConfig
 
 __all__ = ["run_demo"]
 
@@ -153,10 +154,10 @@ async def run_demo(
             OPCUA_SIM_PORT=str(opcua_port),
         )
         config = _demo_settings(load_config(config_path), workdir, api_port)
-        assert config.mqtt is not None
+        mqtt = next(s for s in config.sinks.values() if isinstance(s, MqttConfig))
         token = config.api.tokens[0].token.get_secret_value()
         page = f"http://{HOST}:{config.api.port}"
-        prefix = f"{config.mqtt.topic_prefix}/{config.gateway.id}"
+        prefix = f"{mqtt.topic_prefix}/{config.gateway.id}"
         print(
             f"\n  Modbus PLC simulator  {HOST}:{sim_port} (units 1-3)\n"
             f"  OPC UA PLC simulator  opc.tcp://{HOST}:{opcua_port}\n"

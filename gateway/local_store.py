@@ -33,11 +33,11 @@ class _Subscriber:
 
 
 class LocalStore:
-    name = "local"
     durable = False
     """Not behind the outbox: what it shows is about now, and it lives in this process."""
 
-    def __init__(self, history: History | None) -> None:
+    def __init__(self, history: History | None, name: str = "local") -> None:
+        self.name = name
         self.history = history
         self.latest: dict[str, dict[str, Reading]] = {}
         self._subscribers: set[_Subscriber] = set()

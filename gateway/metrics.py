@@ -6,11 +6,9 @@ plain integers, and this collector turns them into metric families when /metrics
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,33 +18,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway.protocols import CountsRejections
+from gateway.runtime import Runtime
 from gateway.status import DeviceState
 
-if TYPE_CHECKING:  # the runtime's buffers use LatencyHistogram from here
-    from gateway.runtime import Runtime
-
-__all__ = ["LatencyHistogram", "RuntimeCollector"]
-
-
-class LatencyHistogram:
-    """Cumulative-bucket histogram of seconds, cheap enough to observe every written batch."""
-
-    BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(self.BOUNDS) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
-        self.sum += seconds
-
-    def buckets(self) -> list[tuple[str, float]]:
-        running, out = 0, []
-        for bound, count in zip((*self.BOUNDS, float("inf")), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-        return out
+__all__ = ["RuntimeCollector"]
 
 
 class RuntimeCollector(Collector):
@@ -62,7 +38,9 @@ class RuntimeCollector(Collector):
             "request_errors": ("Failed protocol requests", "request_errors"),
             "overruns": ("Cycles that started late", "overruns"),
             "skipped_cycles": ("Cycles skipped under overload", "skipped_cycles"),
+            "busy_retries": ("Requests retried because the device was busy", "busy_retries"),
             "connects": ("Successful connects", "connects"),
+            "reconnects": ("Connections lost or refused, then retried", "reconnects"),
         }
         statuses = [device.status for device in runtime.devices.values()]
         for name, (help_text, attribute) in per_device.items():
@@ -116,9 +94,8 @@ class RuntimeCollector(Collector):
             if outbox is not None and buffer.sink.name in outbox.pending_readings:
                 oldest = outbox.oldest_pending_ms(buffer.sink.name)
                 backlog_age.add_metric(sink, 0.0 if oldest is None else (now_ms - oldest) / 1000)
-            if hasattr(buffer.sink, "rejected_points"):
+            if isinstance(buffer.sink, CountsRejections):
                 rejected.add_metric(sink, buffer.sink.rejected_points)
-            if hasattr(buffer.sink, "skipped_values"):
                 skipped.add_metric(sink, buffer.sink.skipped_values)
             depth.add_metric(sink, buffer.depth)
             written.add_metric(sink, buffer.written_readings)

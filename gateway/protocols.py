@@ -1,26 +1,33 @@
-"""The two plugin contracts: a connector produces batches, a sink consumes them."""
+"""The plugin contracts: a connector reports cycles, a sink consumes batches.
+
+Optional capabilities are explicit Protocols, checked with ``isinstance``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
+from gateway.cycle import Cycle
 from gateway.reading import Batch
 from gateway.status import DeviceStatus
 
-__all__ = ["Connector", "Sink", "StatusPublisher"]
+__all__ = ["Connectable", "Connector", "CountsRejections", "Sink", "StatusPublisher"]
 
 
 class Connector(Protocol):
     """One device's link to the gateway. Polling and subscriptions look the same from here."""
 
-    async def start(self) -> None:
-        """Connect; raise ConnectorError if the device cannot be reached."""
+    async def start(self) -> bool:
+        """Connect; raise ConnectorError if the device cannot be reached. True when this
+        opened a connection, False when it joined one already open (a link shared by several
+        devices)."""
 
-    def batches(self) -> AsyncIterator[Batch]:
-        """Yield one batch per poll cycle (or notification) until stopped.
+    def cycles(self) -> AsyncIterator[Cycle]:
+        """Yield one cycle per poll of a group (or per notification) until stopped.
 
-        Raises ConnectorError when the connection is lost; the supervisor restarts it.
+        Raises ConnectorError when the connection is lost; the supervisor restarts it. The
+        connector reports what happened; the runtime decides the device's state.
         """
         ...
 
@@ -32,6 +39,11 @@ class Sink(Protocol):
     """A destination for readings. Never buffers or retries: the runtime does that."""
 
     name: str
+    """The user's name for this sink (its key under ``sinks``): keys buffers, metrics and the
+    outbox, so two sinks of one type coexist."""
+    durable: bool
+    """Whether batches reach it through the durable outbox (False: what it shows is about
+    now and lives in this process)."""
 
     async def start(self) -> None: ...
 
@@ -44,8 +56,31 @@ class Sink(Protocol):
 
 @runtime_checkable
 class StatusPublisher(Protocol):
-    """Sinks that can also carry availability (the MQTT sink's retained status topics)."""
+    """Sinks that also carry availability (the MQTT sink's retained status topics)."""
 
-    async def publish_device_status(self, status: DeviceStatus) -> None: ...
+    async def publish_device_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
+        """Publish them all and return when all are confirmed (one round trip, not one per
+        device)."""
 
     async def clear_device_status(self, device: str) -> None: ...
+
+
+@runtime_checkable
+class Connectable(Protocol):
+    """Sinks with a connection of their own; /readyz reports them not ready while it is down."""
+
+    @property
+    def connected(self) -> bool: ...
+
+
+@runtime_checkable
+class CountsRejections(Protocol):
+    """Sinks that can refuse single points or values (a database's partial writes)."""
+
+    @property
+    def rejected_points(self) -> int:
+        """Points the server refused in partial writes."""
+
+    @property
+    def skipped_values(self) -> int:
+        """Values the sink cannot represent (NaN, infinity, arrays)."""

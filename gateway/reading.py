@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["Batch", "Quality", "Reading", "Value", "good_readings"]
+__all__ = ["Batch", "Quality", "Reading", "Value", "bad_readings", "good_readings"]
 
 Value = bool | int | float | str | list[bool] | list[int] | list[float] | list[str] | None
 
@@ -39,6 +40,7 @@ class Reading(NamedTuple):
 
 _new_tuple = tuple.__new__
 _GOOD = Quality.GOOD
+_BAD = Quality.BAD
 
 
 def good_readings(
@@ -56,6 +58,15 @@ def good_readings(
     return [
         _new_tuple(Reading, (device, tag, value, _GOOD, source_ns, received_ns, None))
         for tag, value in zip(tags, values, strict=True)
+    ]
+
+
+def bad_readings(device: str, tags: Iterable[str], reason: str, source_ns: int) -> list[Reading]:
+    """Bad readings of one device, without a value, all for the same reason."""
+    received_ns = time.time_ns()
+    return [
+        _new_tuple(Reading, (device, tag, None, _BAD, source_ns, received_ns, reason))
+        for tag in tags
     ]
 
 

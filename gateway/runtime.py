@@ -1,7 +1,8 @@
 """The runtime: device supervisors in, report-by-exception, and one buffer per sink out.
 
-It owns buffering and retries for every sink, publishes availability, and stops in order:
-devices first, then a bounded flush of what is buffered, then offline states, then the sinks.
+It owns buffering and retries for every sink, decides device state (gateway/health.py),
+publishes availability, and stops in order: devices first, then a bounded flush of what is
+buffered, then offline states, then the sinks.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from connectors.registry import ConnectorFactory, build_connector_factory
 from gateway.backoff import Backoff
 from gateway.buffer import SinkBuffer
 from gateway.config import DeviceConfig, GatewayConfig
+from gateway.cycle import Cycle
 from gateway.errors import SinkError
+from gateway.health import DeviceHealth
 from gateway.normalize import ReportFilter
 from gateway.outbox import Outbox
+from gateway.plugins import ConnectorFactory
 from gateway.protocols import Sink, StatusPublisher
 from gateway.reading import Batch
 from gateway.registry import DATABASE_FILE
@@ -39,11 +42,13 @@ class _Device:
         self.status = status
 
 
-def _connection(device: DeviceConfig) -> dict[str, object]:
-    """The settings that decide how a device is reached (not what is read from it)."""
-    return device.model_dump(
-        exclude={"id", "enabled", "labels", "profile", "groups", "measurement"}
-    )
+class _StatusChannel:
+    """The devices whose retained status one publisher still has to publish."""
+
+    def __init__(self, publisher: StatusPublisher) -> None:
+        self.publisher = publisher
+        self.dirty: set[str] = set()
+        self.wakeup = asyncio.Event()
 
 
 class Runtime:
@@ -51,11 +56,15 @@ class Runtime:
         self,
         config: GatewayConfig,
         sinks: Sequence[Sink],
-        connector_factory: ConnectorFactory | None = None,
+        factories: Mapping[str, ConnectorFactory],
     ) -> None:
+        """``factories``: the connector factory of each protocol type."""
         self.config = config
         self.sinks = list(sinks)
-        durable = [s.name for s in self.sinks if getattr(s, "durable", True)]
+        names = [sink.name for sink in self.sinks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sink names must be unique: {names}")
+        durable = [s.name for s in self.sinks if s.durable]
         self.outbox: Outbox | None = None
         if config.runtime.outbox.enabled and durable:
             path = config.gateway.data_dir / DATABASE_FILE
@@ -65,10 +74,8 @@ class Runtime:
             for sink in self.sinks
         ]
         self.devices: dict[str, _Device] = {}
-        self._factory = connector_factory or build_connector_factory()
-        self._publishers = [s for s in self.sinks if isinstance(s, StatusPublisher)]
-        self._dirty: set[str] = set()
-        self._status_wakeup = asyncio.Event()
+        self._factories = factories
+        self._channels = [_StatusChannel(s) for s in self.sinks if isinstance(s, StatusPublisher)]
         self._tasks: asyncio.TaskGroup | None = None
         self.started = asyncio.Event()
 
@@ -84,8 +91,8 @@ class Runtime:
                     for buffer in self.buffers
                 ]
                 workers += [
-                    tasks.create_task(self._publish_statuses(p), name="status")
-                    for p in self._publishers
+                    tasks.create_task(self._publish_statuses(channel), name="status")
+                    for channel in self._channels
                 ]
                 if self.outbox is not None:
                     workers.append(tasks.create_task(self._keep_outbox(), name="outbox"))
@@ -110,28 +117,29 @@ class Runtime:
             raise ValueError(f"device {device.id!r} is already running")
         status = status or DeviceStatus(device.id)
         groups = self.config.groups_of(device)
-        connector = self._factory(device, groups, status)
+        connector = self._factories[device.type](device, groups)
         report = ReportFilter(tag for group in groups for tag in group.tags)
         runtime_config = self.config.runtime
-
-        labels = device.labels
+        device_id, labels = device.id, device.labels
         measurement = self.config.measurement_of(device)
+        outbox, buffers = self.outbox, self.buffers
 
-        def on_batch(batch: Batch) -> None:
-            batch.labels = labels
-            batch.measurement = measurement
+        def on_cycle(cycle: Cycle) -> None:
+            if not cycle.readings:
+                return
+            batch = Batch(device_id, cycle.readings, cycle.time_ns, labels, measurement)
             report.apply(batch)
             if not batch.readings:
                 return  # report by exception left nothing to report
-            row_id = self.outbox.append(batch) if self.outbox is not None else 0
-            for buffer in self.buffers:
+            row_id = outbox.append(batch) if outbox is not None else 0
+            for buffer in buffers:
                 buffer.put(batch, row_id)
 
         supervisor = DeviceSupervisor(
             connector,
-            status,
+            DeviceHealth(status, runtime_config.degraded_hold),
             Backoff(runtime_config.reconnect_min, runtime_config.reconnect_max),
-            on_batch,
+            on_cycle,
             self._status_changed,
         )
         task = self._tasks.create_task(supervisor.run(), name=f"device:{device.id}")
@@ -143,11 +151,12 @@ class Runtime:
         await self._cancel(device)
         device.status.state = DeviceState.OFFLINE
         device.status.last_error = "removed" if forget else "disabled"
-        for publisher in self._publishers:
+        for channel in self._channels:
+            channel.dirty.discard(device_id)
             try:
-                await publisher.publish_device_status(device.status)
+                await channel.publisher.publish_device_statuses([device.status])
                 if forget:
-                    await publisher.clear_device_status(device_id)
+                    await channel.publisher.clear_device_status(device_id)
             except SinkError as exc:
                 log.warning("device %s: status not published on removal: %s", device_id, exc)
 
@@ -156,7 +165,7 @@ class Runtime:
         settings are unchanged, the new connector starts before the old one stops, so a link
         shared by a pool (Modbus) stays open and nothing reconnects."""
         old = self.devices.pop(device.id)
-        same_link = _connection(old.config) == _connection(device)
+        same_link = old.config.connection() == device.connection()
         if not same_link:
             await self._cancel(old)
         self.add_device(device, old.status)
@@ -170,31 +179,39 @@ class Runtime:
             await device.task
 
     def _status_changed(self, status: DeviceStatus) -> None:
-        self._dirty.add(status.device)
-        self._status_wakeup.set()
+        for channel in self._channels:
+            channel.dirty.add(status.device)
+            channel.wakeup.set()
 
-    async def _publish_statuses(self, publisher: StatusPublisher) -> None:
-        """Keep each device's retained status current: on every change, and refreshed
-        periodically (a restarted broker without persistence has lost the retained ones)."""
+    async def _publish_statuses(self, channel: _StatusChannel) -> None:
+        """Keep each device's retained status current: on every change, and every device
+        refreshed every ``status_interval`` whatever the others do (a restarted broker without
+        persistence has lost the retained ones). All pending statuses go out together and are
+        confirmed together: one round trip, not one per device."""
         backoff = Backoff(self.config.runtime.retry_min, self.config.runtime.retry_max)
+        loop = asyncio.get_running_loop()
+        interval = self.config.runtime.status_interval
+        refresh_at = loop.time() + interval
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._status_wakeup.wait(), self.config.runtime.status_interval
-                )
-            self._status_wakeup.clear()
-            pending = set(self._dirty) if self._dirty else set(self.devices)
-            self._dirty.clear()
-            for device_id in sorted(pending):
-                device = self.devices.get(device_id)
-                if device is None:
-                    continue
-                try:
-                    await publisher.publish_device_status(device.status)
-                except SinkError:
-                    self._dirty.update(pending)
-                    await asyncio.sleep(backoff.next_delay())
-                    break
+            wait = refresh_at - loop.time()
+            if wait > 0 and not channel.dirty:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(channel.wakeup.wait(), wait)
+            channel.wakeup.clear()
+            now = loop.time()
+            if now >= refresh_at:
+                pending, refresh_at = set(self.devices), now + interval
+                channel.dirty.clear()
+            else:
+                pending, channel.dirty = channel.dirty, set()
+            statuses = [self.devices[d].status for d in sorted(pending) if d in self.devices]
+            if not statuses:
+                continue
+            try:
+                await channel.publisher.publish_device_statuses(statuses)
+            except SinkError:
+                channel.dirty.update(pending)
+                await asyncio.sleep(backoff.next_delay())
             else:
                 backoff.reset()
 
@@ -208,8 +225,7 @@ class Runtime:
                 self.outbox.enforce_bounds()
 
     async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
-        for device_id in list(self.devices):
-            device = self.devices[device_id]
+        for device in self.devices.values():
             device.task.cancel()
         await asyncio.gather(*(d.task for d in self.devices.values()), return_exceptions=True)
         timeout = self.config.runtime.shutdown_timeout
@@ -223,9 +239,12 @@ class Runtime:
                 )
         for worker in workers:
             worker.cancel()
-        for device in self.devices.values():
-            device.status.state = DeviceState.OFFLINE
-            device.status.last_error = "gateway stopped"
-            for publisher in self._publishers:
-                with contextlib.suppress(SinkError, TimeoutError):
-                    await asyncio.wait_for(publisher.publish_device_status(device.status), timeout)
+        statuses = [device.status for device in self.devices.values()]
+        for status in statuses:
+            status.state = DeviceState.OFFLINE
+            status.last_error = "gateway stopped"
+        if not statuses:
+            return
+        for channel in self._channels:
+            with contextlib.suppress(SinkError, TimeoutError):
+                await asyncio.wait_for(channel.publisher.publish_device_statuses(statuses), timeout)

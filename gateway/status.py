@@ -12,7 +12,7 @@ class DeviceState(enum.StrEnum):
     STARTING = "starting"
     ONLINE = "online"
     DEGRADED = "degraded"
-    """Connected, but some requests of the last cycle failed."""
+    """Answering, but some requests failed or were answered busy (held for a while)."""
     OFFLINE = "offline"
     DISABLED = "disabled"
     """Configured but switched off (over the API): not polled."""
@@ -20,7 +20,7 @@ class DeviceState(enum.StrEnum):
 
 @dataclass(slots=True)
 class DeviceStatus:
-    """Mutable status of one device, owned by its supervisor; connectors update the counters."""
+    """Mutable status of one device, kept by the runtime from its connector's reports."""
 
     device: str
     state: DeviceState = DeviceState.STARTING
@@ -33,9 +33,14 @@ class DeviceStatus:
     overruns: int = 0
     """Poll cycles that started late because the previous ones took longer than the period."""
     skipped_cycles: int = 0
+    """Cycles skipped under overload; a device that does not answer skips none."""
+    busy_retries: int = 0
+    """Requests retried because the device answered busy."""
     last_poll_duration_s: float = 0.0
     connects: int = 0
     """Connections opened (a link shared with other devices counts for the one that opened it)."""
+    reconnects: int = 0
+    """Connections lost or refused; each is retried after a backoff."""
 
     def public(self) -> dict[str, object]:
         """The JSON shape published on the status topic and returned by the API."""
@@ -49,8 +54,10 @@ class DeviceStatus:
             "values": self.values,
             "overruns": self.overruns,
             "skipped_cycles": self.skipped_cycles,
+            "busy_retries": self.busy_retries,
             "last_poll_duration_ms": round(self.last_poll_duration_s * 1000, 3),
             "connects": self.connects,
+            "reconnects": self.reconnects,
         }
 
 

@@ -1,4 +1,4 @@
-"""One supervisor per device: connect, stream batches, and on any failure back off and retry.
+"""One supervisor per device: connect, stream cycles, and on any failure back off and retry.
 
 This is the one place that catches ``Exception``: a broken device must never take down the
 runtime or stall other devices. A device going down is logged once, and so is its recovery.
@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 
 from gateway.backoff import Backoff
+from gateway.cycle import Cycle
+from gateway.health import DeviceHealth
 from gateway.protocols import Connector
-from gateway.reading import Batch
 from gateway.status import DeviceState, DeviceStatus
 
 __all__ = ["DeviceSupervisor"]
@@ -32,43 +33,47 @@ class DeviceSupervisor:
     def __init__(
         self,
         connector: Connector,
-        status: DeviceStatus,
+        health: DeviceHealth,
         backoff: Backoff,
-        on_batch: Callable[[Batch], None],
+        on_cycle: Callable[[Cycle], None],
         on_status: Callable[[DeviceStatus], None],
     ) -> None:
         self._connector = connector
-        self._status = status
+        self._health = health
         self._backoff = backoff
-        self._on_batch = on_batch
+        self._on_cycle = on_cycle
         self._on_status = on_status
-        self._reported = status.state
+        self._reported = health.status.state
 
     async def run(self) -> None:
-        status = self._status
+        health = self._health
+        status = health.status
         task = asyncio.current_task()
         assert task is not None
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                await self._connector.start()
-                async for batch in self._connector.batches():
-                    self._on_batch(batch)
+                if await self._connector.start():
+                    health.connected()
+                async for cycle in self._connector.cycles():
+                    health.cycle(cycle, loop.time())
+                    self._on_cycle(cycle)
                     if status.state is not DeviceState.OFFLINE:
                         self._backoff.reset()
                     self._report()
                     _raise_if_cancelled(task)
+                health.link_down("the connector stopped", loop.time())
             except Exception as exc:  # the supervisor boundary: see module docstring
-                status.state = DeviceState.OFFLINE
-                status.last_error = str(exc) or type(exc).__name__
-                self._report()
+                health.link_down(str(exc) or type(exc).__name__, loop.time())
             finally:
                 await self._connector.stop()
+            self._report()
             _raise_if_cancelled(task)
             await asyncio.sleep(self._backoff.next_delay())
 
     def _report(self) -> None:
         """Publish and log a change of state, once per change."""
-        status = self._status
+        status = self._health.status
         before, now = self._reported, status.state
         if now is before:
             return

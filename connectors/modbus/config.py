@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from gateway.sinks.influx_config import Measurement
+from gateway.devices import DeviceBase, GroupBase, ProfileBase
 from gateway.tags import TagBase
 
 __all__ = [
@@ -23,8 +23,6 @@ __all__ = [
 
 MAX_READ_REGISTERS = 125
 MAX_READ_BITS = 2000
-
-DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
 
 
 class Table(enum.StrEnum):
@@ -128,39 +126,19 @@ def register_count(tag: ModbusTag) -> int:
     return _REGISTERS[tag.data_type]
 
 
-class ModbusGroup(BaseModel):
-    """Tags polled together at one interval."""
+class ModbusGroup(GroupBase):
+    """Tags polled together at one interval (the poll period, in seconds)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: Annotated[str, Field(min_length=1, max_length=64)] = "default"
-    interval: float = Field(default=1.0, ge=0.01, le=86400, description="Poll period in seconds")
     tags: list[ModbusTag] = Field(min_length=1)
 
 
-class ModbusProfile(BaseModel):
-    """A reusable tag list: 300 identical drives are 300 short device entries."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: DeviceId
+class ModbusProfile(ProfileBase):
     type: Literal["modbus"]
-    description: str | None = None
     groups: list[ModbusGroup] = Field(min_length=1)
-    measurement: Measurement | None = None
-    """Time-series measurement of its devices (None: the sink's default)."""
 
 
-class ModbusDeviceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: DeviceId
+class ModbusDeviceConfig(DeviceBase):
     type: Literal["modbus"]
-    enabled: bool = True
-    labels: dict[
-        Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][\w\-]*$")],
-        Annotated[str, Field(max_length=256)],
-    ] = Field(default_factory=dict, description="Site, line, cell...: carried into every sink")
     transport: Literal["tcp", "rtu_over_tcp", "serial"] = "tcp"
     host: str | None = Field(default=None, min_length=1)
     port: int = Field(default=502, ge=1, le=65535)
@@ -180,10 +158,7 @@ class ModbusDeviceConfig(BaseModel):
     max_gap: int = Field(
         default=16, ge=0, le=MAX_READ_REGISTERS, description="Unused registers read through"
     )
-    profile: str | None = None
     groups: list[ModbusGroup] | None = None
-    measurement: Measurement | None = None
-    """Time-series measurement (None: the profile's, else the sink's default)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -192,8 +167,6 @@ class ModbusDeviceConfig(BaseModel):
                 raise ValueError("transport serial needs 'serial_port'")
         elif self.host is None:
             raise ValueError(f"transport {self.transport} needs 'host'")
-        if (self.profile is None) == (self.groups is None):
-            raise ValueError("give either 'profile' or 'groups'")
         return self
 
     @property

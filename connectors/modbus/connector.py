@@ -1,11 +1,10 @@
-"""The Modbus connector: polls a device's groups on schedule and yields one batch per cycle."""
+"""The Modbus connector: polls a device's groups on schedule and reports one cycle per poll."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -13,11 +12,12 @@ from pymodbus.pdu import ModbusPDU
 
 from connectors.modbus.config import ModbusDeviceConfig, ModbusGroup, ModbusTag, Table
 from connectors.modbus.decode import BlockDecoder
-from connectors.modbus.link import LinkPool, ModbusLink, NoResponse
+from connectors.modbus.link import LinkPool, ModbusLink, NoResponse, Undecodable
 from connectors.modbus.planner import ReadRequest, Span, plan_reads, split_request
+from gateway.cycle import Cycle, Failure, FailureKind
 from gateway.errors import ConnectorError
-from gateway.reading import Batch, Quality, Reading, Value, good_readings
-from gateway.status import DeviceState, DeviceStatus
+from gateway.reading import Reading, Value, bad_readings, good_readings
+from gateway.schedule import PollScheduler, phase_of
 
 __all__ = ["ModbusConnector", "exception_reason"]
 
@@ -35,6 +35,9 @@ _EXCEPTION_NAMES = {
     11: "gateway target device failed to respond",
 }
 _ILLEGAL_DATA_ADDRESS = 2
+_BUSY = 6
+_BUSY_DELAY = 0.02
+"""Seconds before the first retry of a busy answer; the next waits twice as long, and so on."""
 _READ_FUNCTION_CODES = {
     Table.COIL: 1,
     Table.DISCRETE_INPUT: 2,
@@ -98,102 +101,76 @@ class _GroupPlan:
             max_gap=device.max_gap,
         )
         self.reads = [_planned(request, self.tags) for request in requests]
-        seed = zlib.crc32(f"{device.id}/{group.name}".encode())
-        self.phase = group.interval * seed / 2**32
-        """Where in the interval this group's polls fall, stable for a device across restarts."""
 
 
 class ModbusConnector:
     """One Modbus device (one unit id on one endpoint)."""
 
     def __init__(
-        self,
-        device: ModbusDeviceConfig,
-        groups: Sequence[ModbusGroup],
-        status: DeviceStatus,
-        links: LinkPool,
+        self, device: ModbusDeviceConfig, groups: Sequence[ModbusGroup], links: LinkPool
     ) -> None:
         self.device = device
-        self.status = status
         self._links = links
         self._link: ModbusLink | None = None
         self._plans = [_GroupPlan(group, device) for group in groups]
 
-    @property
-    def request_count(self) -> int:
-        """Read requests per full cycle of all groups, after coalescing."""
-        return sum(len(plan.reads) for plan in self._plans)
-
-    async def start(self) -> None:
+    async def start(self) -> bool:
         if self._link is None:
             self._link = self._links.acquire(self.device)
-        if await self._link.ensure_connected():
-            self.status.connects += 1
+        return await self._link.ensure_connected()
 
     async def stop(self) -> None:
         if self._link is not None:
             link, self._link = self._link, None
             self._links.release(link)
 
-    async def batches(self) -> AsyncIterator[Batch]:
+    async def cycles(self) -> AsyncIterator[Cycle]:
         loop = asyncio.get_running_loop()
-        begin = loop.time()
-        due = [begin] * len(self._plans)
-        polled = [False] * len(self._plans)
+        plans = self._plans
+        schedule = PollScheduler(
+            [plan.group.interval for plan in plans],
+            [phase_of(f"{self.device.id}/{p.group.name}", p.group.interval) for p in plans],
+            loop.time(),
+        )
         while True:
-            index = min(range(len(due)), key=due.__getitem__)
-            wait = due[index] - loop.time()
+            index, due = schedule.next()
+            wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            plan = self._plans[index]
             started = loop.time()
-            batch = await self._poll(plan)
+            cycle = await self._poll(plans[index])
             finished = loop.time()
-            self.status.last_poll_duration_s = finished - started
-            interval = plan.group.interval
-            if not polled[index]:
-                # The first poll happens at once; later ones keep a phase of their own, so
-                # hundreds of devices with one interval spread their polls over it instead of
-                # all polling (and publishing) in the same instant.
-                polled[index] = True
-                due[index] = begin + plan.phase
-                while due[index] <= finished:
-                    due[index] += interval
-                yield batch
-                continue
-            due[index] += interval
-            if due[index] < finished:
-                # Overrun: skip the cycles that could not start on time instead of queueing
-                # them, so polls never overlap and readings never age.
-                missed = int((finished - due[index]) // interval) + 1
-                due[index] += missed * interval
-                self.status.overruns += 1
-                self.status.skipped_cycles += missed
-            yield batch
+            cycle.duration_s = finished - started
+            silent = sum(1 for f in cycle.failures if f.kind is FailureKind.TIMEOUT)
+            answered = silent < cycle.requests or not cycle.requests
+            cycle.skipped = schedule.done(index, finished, answered)
+            yield cycle
 
-    async def _poll(self, plan: _GroupPlan) -> Batch:
+    async def _poll(self, plan: _GroupPlan) -> Cycle:
         link = self._link
         if link is None:
             raise ConnectorError(f"device {self.device.id} is not started")
         device = self.device.id
-        cycle_ns = time.time_ns()
-        readings: list[Reading] = []
-        failures: list[str] = []
+        cycle = Cycle([], time.time_ns())
+        readings = cycle.readings
         pending = list(plan.reads)
         done: list[_PlannedRead] = []
-        failed: list[_PlannedRead] = []
         while pending:
             read = pending.pop(0)
             request = read.request
+            where = f"reading {request.table.value} {request.address}"
+            cycle.requests += 1
             try:
-                response = await link.read(
-                    request.table, request.address, request.count, self.device.unit
-                )
+                response = await self._read(link, request, cycle)
             except NoResponse:
                 reason = f"no response within {self.device.timeout:g} s"
-                self._bad(readings, read, reason, cycle_ns)
-                failures.append(reason)
-                failed.append(read)
+                self._bad(readings, read, reason, cycle.time_ns)
+                cycle.failures.append(Failure(FailureKind.TIMEOUT, f"{reason} {where}"))
+                done.append(read)
+                continue
+            except Undecodable as exc:
+                self._bad(readings, read, str(exc), cycle.time_ns)
+                cycle.failures.append(Failure(FailureKind.INVALID, f"{exc} {where}"))
                 done.append(read)
                 continue
             if response.isError():
@@ -209,19 +186,19 @@ class ModbusConnector:
                         request.end - 1,
                         len(smaller),
                     )
+                    cycle.requests -= 1  # replaced by the smaller ones
                     pending[:0] = smaller
                     continue
                 reason = exception_reason(code)
-                self._bad(readings, read, reason, cycle_ns)
-                failures.append(f"{reason} reading {request.table.value} {request.address}")
-                failed.append(read)
+                kind = FailureKind.BUSY if code == _BUSY else FailureKind.REFUSED
+                self._bad(readings, read, reason, cycle.time_ns)
+                cycle.failures.append(Failure(kind, f"{reason} {where}"))
                 done.append(read)
                 continue
             invalid = _invalid(response, request)
             if invalid is not None:
-                self._bad(readings, read, invalid, cycle_ns)
-                failures.append(f"{invalid} reading {request.table.value} {request.address}")
-                failed.append(read)
+                self._bad(readings, read, invalid, cycle.time_ns)
+                cycle.failures.append(Failure(FailureKind.INVALID, f"{invalid} {where}"))
                 done.append(read)
                 continue
             received_ns = time.time_ns()
@@ -230,40 +207,23 @@ class ModbusConnector:
                 values: Sequence[Value] = [bits[offset] for offset in read.bit_offsets]
             else:
                 values = read.decoder.decode(response.registers)
-            readings += good_readings(device, read.names, values, cycle_ns, received_ns)
+            readings += good_readings(device, read.names, values, cycle.time_ns, received_ns)
             done.append(read)
         plan.reads = done
-        self._account(len(done), failed, failures, readings, cycle_ns)
-        return Batch(device, readings, cycle_ns)
+        return cycle
+
+    async def _read(self, link: ModbusLink, request: ReadRequest, cycle: Cycle) -> ModbusPDU:
+        """One request, retried while the device answers busy (exception 6), at most
+        ``busy_retries`` times, a little later each time."""
+        unit = self.device.unit
+        for attempt in range(self.device.busy_retries + 1):
+            response = await link.read(request.table, request.address, request.count, unit)
+            if not response.isError() or int(response.exception_code) != _BUSY:
+                return response
+            if attempt < self.device.busy_retries:
+                cycle.retries += 1
+                await asyncio.sleep(_BUSY_DELAY * (attempt + 1))
+        return response
 
     def _bad(self, readings: list[Reading], read: _PlannedRead, reason: str, cycle_ns: int) -> None:
-        received_ns = time.time_ns()
-        device = self.device.id
-        for name in read.names:
-            readings.append(Reading(device, name, None, Quality.BAD, cycle_ns, received_ns, reason))
-
-    def _account(
-        self,
-        requests: int,
-        failed: list[_PlannedRead],
-        failures: list[str],
-        readings: list[Reading],
-        cycle_ns: int,
-    ) -> None:
-        status = self.status
-        status.polls += 1
-        status.requests += requests
-        status.request_errors += len(failures)
-        good = len(readings) - sum(len(read.names) for read in failed)
-        status.values += good
-        if good:
-            status.last_good_read_ns = cycle_ns
-        if not failures:
-            status.state = DeviceState.ONLINE
-            status.last_error = None
-        elif len(failures) == requests:
-            status.state = DeviceState.OFFLINE
-            status.last_error = failures[0]
-        else:
-            status.state = DeviceState.DEGRADED
-            status.last_error = failures[0]
+        readings += bad_readings(self.device.id, read.names, reason, cycle_ns)

@@ -14,7 +14,7 @@ from operator import itemgetter
 
 from connectors.modbus.config import ByteOrder, DataType, ModbusTag, register_count
 
-__all__ = ["BlockDecoder", "byte_permutation", "decode_value", "encode_value"]
+__all__ = ["BlockDecoder", "byte_permutation", "decode_value"]
 
 _CODES = {
     DataType.INT16: "h",
@@ -133,27 +133,3 @@ class BlockDecoder:
 def decode_value(tag: ModbusTag, registers: Sequence[int]) -> RegisterValue:
     """Decode one tag from its own registers (for tests and the control plane)."""
     return BlockDecoder(0, len(registers), [(tag, 0)]).decode(registers)[0]
-
-
-def encode_value(tag: ModbusTag, value: RegisterValue) -> list[int]:
-    """The registers that hold ``value`` for this tag: the inverse of decode_value."""
-    size = register_count(tag)
-    if tag.data_type is DataType.BOOL:
-        assert tag.bit is not None
-        return [(1 << tag.bit) if value else 0]
-    if tag.data_type is DataType.STRING:
-        assert isinstance(value, str)
-        data = value.encode(tag.encoding).ljust(2 * size, b"\x00")[: 2 * size]
-        if tag.byte_order in (ByteOrder.BADC, ByteOrder.DCBA):
-            data = bytes(data[p] for p in byte_permutation(size, ByteOrder.BADC))
-        return list(struct.unpack(f">{size}H", data))
-    assert not isinstance(value, str)
-    raw = float(value - tag.offset) / tag.scale if _scaler(tag) else value
-    code = _CODES[tag.data_type]
-    if code not in "fd":
-        raw = round(raw) if isinstance(raw, float) and math.isfinite(raw) else int(raw)
-    big_endian = struct.pack(">" + code, raw)
-    wire = bytearray(2 * size)
-    for target, source in enumerate(byte_permutation(size, tag.byte_order)):
-        wire[source] = big_endian[target]
-    return list(struct.unpack(f">{size}H", bytes(wire)))

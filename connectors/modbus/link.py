@@ -18,7 +18,7 @@ from pymodbus.transaction import TransactionManager
 from connectors.modbus.config import ModbusDeviceConfig, Table
 from gateway.errors import ConnectorError
 
-__all__ = ["LinkPool", "ModbusLink", "NoResponse"]
+__all__ = ["LinkPool", "ModbusLink", "NoResponse", "Undecodable"]
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,20 @@ class NoResponse(Exception):
     """The device did not answer one request in time; the link itself may still be fine."""
 
 
-def _drop_undecodable(ctx: TransactionManager) -> None:
+class Undecodable(Exception):
+    """Something answered, but not with a Modbus frame pymodbus could decode."""
+
+
+def _drop_undecodable(ctx: TransactionManager, link: ModbusLink) -> None:
     """pymodbus raises from inside the protocol's ``data_received`` when a frame cannot be
     decoded (a function code it does not know): asyncio then logs a traceback that names no
-    device and closes the connection. Drop such data instead: the request times out like any
-    other unanswered one, and the device's status says so."""
+    device and closes the connection. Drop such data instead. Every byte received is counted
+    on the link, so a request that times out although bytes came back is reported as answered
+    with something undecodable (or not matching it), not as unanswered."""
     callback = ctx.callback_data
 
     def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+        link.received_bytes += len(data)
         try:
             return callback(data, addr)
         except ModbusIOException:
@@ -48,6 +54,7 @@ class ModbusLink:
         self.endpoint = device.endpoint
         self.lock = asyncio.Lock()
         self.users = 0
+        self.received_bytes = 0
         # reconnect_delay=0: pymodbus must not reconnect behind our back; supervisors do it
         # with backoff. retries=0: a timeout marks that request's tags bad right away.
         self.client: AsyncModbusTcpClient | AsyncModbusSerialClient
@@ -73,7 +80,7 @@ class ModbusLink:
                 retries=0,
                 reconnect_delay=0,
             )
-        _drop_undecodable(self.client.ctx)
+        _drop_undecodable(self.client.ctx, self)
         self._readers = {
             Table.COIL: self.client.read_coils,
             Table.DISCRETE_INPUT: self.client.read_discrete_inputs,
@@ -95,10 +102,12 @@ class ModbusLink:
             return True
 
     async def read(self, table: Table, address: int, count: int, unit: int) -> ModbusPDU:
-        """One read request; raises NoResponse on a timeout, ConnectorError if the link is down."""
+        """One read request; raises NoResponse on a timeout, Undecodable when only garbage
+        came back, ConnectorError if the link is down."""
         async with self.lock:
             if not self.client.connected:
                 raise ConnectorError(f"connection to {self.endpoint} lost")
+            received = self.received_bytes
             try:
                 return await self._readers[table](address, count=count, device_id=unit)
             except ConnectionException as exc:
@@ -106,6 +115,12 @@ class ModbusLink:
             except ModbusIOException as exc:
                 if not self.client.connected:
                     raise ConnectorError(f"{self.endpoint} stopped answering") from exc
+                garbage = self.received_bytes - received
+                if garbage:
+                    raise Undecodable(
+                        f"undecodable answer: {garbage} bytes that are no Modbus answer to"
+                        " this request"
+                    ) from exc
                 raise NoResponse(str(exc)) from exc
 
     def close(self) -> None:

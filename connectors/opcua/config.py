@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from connectors.opcua.nodes import BrowsePath, NodeRef, parse_browse_path, parse_node_id
+from gateway.devices import DeviceBase, GroupBase, ProfileBase
 from gateway.errors import ConfigProblem
 from gateway.tags import TagBase
 
@@ -29,9 +30,6 @@ __all__ = [
     "SecurityConfig",
     "check_groups",
 ]
-
-DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
-Measurement = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 def _node_id(text: str) -> str:
@@ -96,12 +94,9 @@ class DataChangeFilterConfig(BaseModel):
 _SUBSCRIPTION_ONLY = ("sampling_interval", "queue_size", "filter")
 
 
-class OpcUaGroup(BaseModel):
+class OpcUaGroup(GroupBase):
     """Tags read together: one subscription, or one Read per poll (split by MaxNodesPerRead)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: Annotated[str, Field(min_length=1, max_length=64)] = "default"
     mode: Literal["subscription", "polling"] = "subscription"
     interval: float = Field(
         default=1.0, ge=0.01, le=86400, description="Publishing interval or poll period, seconds"
@@ -132,15 +127,8 @@ class OpcUaGroup(BaseModel):
         return self
 
 
-class OpcUaProfile(BaseModel):
-    """A reusable tag list for identical machines."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: DeviceId
+class OpcUaProfile(ProfileBase):
     type: Literal["opcua"]
-    description: str | None = None
-    measurement: Measurement | None = None
     groups: list[OpcUaGroup] = Field(min_length=1)
 
 
@@ -210,26 +198,12 @@ class OpcUaEndpointConfig(BaseModel):
         return self
 
 
-class OpcUaDeviceConfig(OpcUaEndpointConfig):
-    id: DeviceId
+class OpcUaDeviceConfig(DeviceBase, OpcUaEndpointConfig):
     type: Literal["opcua"]
-    enabled: bool = True
-    labels: dict[
-        Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][\w\-]*$")],
-        Annotated[str, Field(max_length=256)],
-    ] = Field(default_factory=dict, description="Site, line, cell...: carried into every sink")
-    measurement: Measurement | None = None
     max_nodes_per_read: int | None = Field(
         default=None, ge=1, description="Nodes per Read; default: the server's MaxNodesPerRead"
     )
-    profile: str | None = None
     groups: list[OpcUaGroup] | None = None
-
-    @model_validator(mode="after")
-    def _profile_or_groups(self) -> Self:
-        if (self.profile is None) == (self.groups is None):
-            raise ValueError("give either 'profile' or 'groups'")
-        return self
 
 
 def check_groups(groups: Sequence[OpcUaGroup], where: str) -> list[ConfigProblem]:

@@ -1,4 +1,4 @@
-"""The OPC UA connector: subscription groups and polling groups of one server, as batches.
+"""The OPC UA connector: subscription groups and polling groups of one server, as cycles.
 
 Each ``start()`` opens a fresh session and recreates everything from the configuration:
 namespace indexes (``nsu=``), browse paths, one subscription per subscription group with all
@@ -7,7 +7,7 @@ the polling groups (at most MaxNodesPerRead nodes each). No RegisterNodes: nothi
 the server across reconnects.
 
 A lost session — the socket closed, the health check (a read every ``keepalive`` s) failed, a
-subscription silent past its keep-alive, a Read that got no answer — makes ``batches()`` raise
+subscription silent past its keep-alive, a Read that got no answer — makes ``cycles()`` raise
 ConnectorError: the device goes offline, its supervisor backs off and calls ``start()`` again.
 """
 
@@ -19,10 +19,12 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import BadSessionClosed, BadSessionIdInvalid, UaError, UaStatusCodeError
 
 from connectors.opcua.config import OpcUaDeviceConfig, OpcUaGroup, OpcUaTag
@@ -35,22 +37,26 @@ from connectors.opcua.session import (
     read_operation_limits,
 )
 from connectors.opcua.values import readings_from, status_name
+from gateway.cycle import Cycle, Failure, FailureKind
 from gateway.errors import ConnectorError
-from gateway.reading import Batch, Quality, Reading
-from gateway.status import DeviceState, DeviceStatus
+from gateway.reading import Quality, Reading, bad_readings
+from gateway.schedule import PollScheduler, phase_of
 
 __all__ = ["OpcUaConnector"]
 
 log = logging.getLogger(__name__)
 
 _QUEUE_LIMIT = 10_000
-"""Batches waiting for the runtime; past it new notifications are dropped and counted."""
+"""Cycles waiting for the runtime; past it new notifications are dropped and counted."""
 _TRIGGERS = {
     "status": ua.DataChangeTrigger.Status,
     "status_value": ua.DataChangeTrigger.StatusValue,
     "status_value_timestamp": ua.DataChangeTrigger.StatusValueTimestamp,
 }
 _ERRORS = (OSError, TimeoutError, UaError)
+_BUSY_CODES = frozenset({StatusCodes.BadTooManyOperations, StatusCodes.BadServerTooBusy})
+"""Answers that mean "try again shortly": retried within the cycle, the device degraded."""
+_BUSY_DELAY = 0.02
 
 
 @dataclass(slots=True)
@@ -75,36 +81,30 @@ class _Group:
     stale_after: float = math.inf
     """Seconds without a publish response (data or keep-alive) after which it is lost."""
     last_response: float = 0.0
-    next_poll: float = 0.0
-    failure: str | None = None
-    """Polling: why a Read of the last cycle failed, if one did."""
 
 
 class OpcUaConnector:
     """One OPC UA server endpoint, read through subscriptions and/or polling."""
 
     def __init__(
-        self,
-        device: OpcUaDeviceConfig,
-        groups: Sequence[OpcUaGroup],
-        status: DeviceStatus,
-        pki: ClientPki,
+        self, device: OpcUaDeviceConfig, groups: Sequence[OpcUaGroup], pki: ClientPki
     ) -> None:
         self.device = device
-        self.status = status
         self._pki = pki
         self._configs = list(groups)
         self._client: Client | None = None
         self._groups: list[_Group] = []
-        self._queue: asyncio.Queue[Batch] = asyncio.Queue(_QUEUE_LIMIT)
+        self._queue: asyncio.Queue[Cycle] = asyncio.Queue(_QUEUE_LIMIT)
+        self._dropped = 0
+        """Notifications dropped because the queue was full, not yet reported."""
         self._lost: str | None = None
-        self._unavailable: list[str] = []
+        self._unavailable: str | None = None
         if device.username is not None and device.security.policy == "None":
             log.warning(
                 "%s: security policy None: the password may cross the network readable", device.id
             )
 
-    async def start(self) -> None:
+    async def start(self) -> bool:
         self._lost = None
         self._queue = asyncio.Queue(_QUEUE_LIMIT)
         self._groups = [_Group(g, [_Target(t) for t in g.tags]) for g in self._configs]
@@ -115,24 +115,28 @@ class OpcUaConnector:
             await self._setup(client)
         except _ERRORS as exc:
             raise ConnectorError(describe_error(exc, self.device)) from exc
-        self.status.connects += 1
+        return True
 
     async def stop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await close_client(client, self.device.timeout)
 
-    async def batches(self) -> AsyncIterator[Batch]:
+    async def cycles(self) -> AsyncIterator[Cycle]:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for group in self._groups:
             group.last_response = now
-            group.next_poll = now
-        initial = self._initial_batch()
+        initial = self._initial_cycle()
         if initial is not None:
-            yield self._account(initial)
+            yield self._report(initial)
         queue = self._queue
         polling = [g for g in self._groups if g.config.mode == "polling"]
+        schedule = PollScheduler(
+            [g.config.interval for g in polling],
+            [phase_of(f"{self.device.id}/{g.config.name}", g.config.interval) for g in polling],
+            now,
+        )
         subscribed = [g for g in self._groups if g.subscription_id is not None]
         health_every = self.device.keepalive
         while True:
@@ -145,21 +149,25 @@ class OpcUaConnector:
                         f"{self.device.endpoint}: no publish response for"
                         f" {now - group.last_response:.1f} s (group {group.config.name})"
                     )
-            for group in polling:
-                if group.next_poll <= now:
-                    yield self._account(await self._poll(group))
-                    self._schedule(group, loop.time())
+            due = math.inf
+            if polling:
+                index, due = schedule.next()
+                if due <= now:
+                    cycle = await self._poll(polling[index])
+                    finished = loop.time()
+                    cycle.skipped = schedule.done(index, finished, answered=True)
+                    yield self._report(cycle)
+                    continue
             if queue.empty():
-                due = min((g.next_poll for g in polling), default=math.inf)
                 try:
                     async with asyncio.timeout(min(due, now + health_every) - loop.time()):
-                        batch = await queue.get()
+                        cycle = await queue.get()
                 except TimeoutError:
                     continue
             else:
-                batch = queue.get_nowait()
-            if batch.readings:  # empty: a wake-up from _lose(), or a notification of nothing
-                yield self._account(batch)
+                cycle = queue.get_nowait()
+            if cycle.readings:  # empty: a wake-up from _lose()
+                yield self._report(cycle)
 
     # --- set-up on every connect ------------------------------------------------------------
 
@@ -173,15 +181,19 @@ class OpcUaConnector:
                 await self._subscribe(client, group, max_items)
             else:
                 self._plan_reads(group, max_read)
-        self._unavailable = [
+        unavailable = [
             f"{t.tag.name}: {t.problem}" for g in self._groups for t in g.targets if t.problem
         ]
-        if self._unavailable:
+        self._unavailable = None
+        if unavailable:
             log.warning(
                 "%s: %d tag(s) unavailable: %s",
                 self.device.id,
-                len(self._unavailable),
-                "; ".join(self._unavailable[:5]),
+                len(unavailable),
+                "; ".join(unavailable[:5]),
+            )
+            self._unavailable = f"{len(unavailable)} tag(s) unavailable: " + "; ".join(
+                unavailable[:3]
             )
 
     async def _resolve(self, client: Client, namespaces: list[str], max_read: int) -> None:
@@ -284,7 +296,7 @@ class OpcUaConnector:
             for chunk in chunks(readable, max_read)
         ]
 
-    def _initial_batch(self) -> Batch | None:
+    def _initial_cycle(self) -> Cycle | None:
         """Bad readings, once per session, for the tags that could not be resolved or monitored."""
         now = time.time_ns()
         readings = [
@@ -295,104 +307,79 @@ class OpcUaConnector:
         ]
         if not readings:
             return None
-        return Batch(self.device.id, readings, now, self.device.labels)
+        return Cycle(readings, now)
 
     # --- data ---------------------------------------------------------------------------------
 
     def _on_publish(self, group: _Group) -> _PublishHandler:
         return _PublishHandler(self, group, asyncio.get_running_loop())
 
-    def _deliver(self, batch: Batch) -> None:
+    def _deliver(self, cycle: Cycle) -> None:
         try:
-            self._queue.put_nowait(batch)
+            self._queue.put_nowait(cycle)
         except asyncio.QueueFull:
-            self.status.skipped_cycles += 1
+            self._dropped += 1
+
+    def _report(self, cycle: Cycle) -> Cycle:
+        """Add what is true of the session rather than of one cycle."""
+        cycle.standing = self._unavailable
+        if self._dropped:
+            cycle.skipped += self._dropped
+            self._dropped = 0
+        return cycle
 
     def _lose(self, reason: str) -> None:
         if self._lost is None:
             self._lost = reason
-        # Wake batches() at once: it yields no empty batch, and sees _lost first.
-        self._deliver(Batch(self.device.id, [], time.time_ns(), self.device.labels))
+        # Wake cycles() at once: it yields no empty cycle, and sees _lost first.
+        self._deliver(Cycle([], time.time_ns()))
 
     async def _connection_lost(self, exc: Exception) -> None:
         self._lose(f"{self.device.endpoint}: session lost ({describe_error(exc, self.device)})")
 
-    async def _poll(self, group: _Group) -> Batch:
+    async def _poll(self, group: _Group) -> Cycle:
         client = self._client
         if client is None:
             raise ConnectorError(f"device {self.device.id} is not started")
-        cycle_ns = time.time_ns()
+        cycle = Cycle([], time.time_ns())
         started = time.monotonic()
-        readings: list[Reading] = []
+        readings = cycle.readings
         use_server = group.config.timestamps == "server"
         device = self.device.id
-        group.failure = None
-        requests = errors = 0
         for names, params in group.reads:
+            cycle.requests += 1
             try:
-                values = await client.uaclient.read(params)
+                values = await self._read(client, params, cycle)
             except UaStatusCodeError as exc:
                 if isinstance(exc, BadSessionIdInvalid | BadSessionClosed):
                     raise ConnectorError(describe_error(exc, self.device)) from exc
                 reason = status_name(exc.code)
-                group.failure = f"Read of {len(names)} node(s) refused: {reason}"
-                requests += 1
-                errors += 1
-                received_ns = time.time_ns()
-                readings += [
-                    Reading(device, n, None, Quality.BAD, cycle_ns, received_ns, reason)
-                    for n in names
-                ]
+                kind = FailureKind.BUSY if exc.code in _BUSY_CODES else FailureKind.REFUSED
+                cycle.failures.append(Failure(kind, f"Read of {len(names)} node(s): {reason}"))
+                readings += bad_readings(device, names, reason, cycle.time_ns)
                 continue
             except _ERRORS as exc:
                 raise ConnectorError(describe_error(exc, self.device)) from exc
-            requests += 1
             batch_readings, _ = readings_from(device, names, values, use_server, time.time_ns())
             readings += batch_readings
-        received_ns = time.time_ns()
-        readings += [
-            Reading(device, t.tag.name, None, Quality.BAD, cycle_ns, received_ns, t.problem)
-            for t in group.targets
-            if t.problem is not None
-        ]
-        self.status.requests += requests  # with polls, in one step: see _account
-        self.status.request_errors += errors
-        self.status.last_poll_duration_s = time.monotonic() - started
-        return Batch(device, readings, cycle_ns, self.device.labels)
+        problems = [t for t in group.targets if t.problem is not None]
+        for target in problems:
+            assert target.problem is not None
+            readings += bad_readings(device, (target.tag.name,), target.problem, cycle.time_ns)
+        cycle.duration_s = time.monotonic() - started
+        return cycle
 
-    def _schedule(self, group: _Group, finished: float) -> None:
-        """Next poll one interval later; cycles that could not start on time are skipped."""
-        interval = group.config.interval
-        group.next_poll += interval
-        if group.next_poll < finished:
-            missed = int((finished - group.next_poll) // interval) + 1
-            group.next_poll += missed * interval
-            self.status.overruns += 1
-            self.status.skipped_cycles += missed
-
-    def _account(self, batch: Batch) -> Batch:
-        status = self.status
-        status.polls += 1
-        good = 0
-        for reading in batch.readings:
-            if reading.quality is Quality.GOOD:
-                good += 1
-        status.values += good
-        if good:
-            status.last_good_read_ns = batch.cycle_ns
-        failures = [g.failure for g in self._groups if g.failure is not None]
-        if failures:
-            status.state = DeviceState.DEGRADED
-            status.last_error = failures[0]
-        elif self._unavailable:
-            status.state = DeviceState.DEGRADED
-            status.last_error = f"{len(self._unavailable)} tag(s) unavailable: " + "; ".join(
-                self._unavailable[:3]
-            )
-        else:
-            status.state = DeviceState.ONLINE
-            status.last_error = None
-        return batch
+    async def _read(self, client: Client, params: ua.ReadParameters, cycle: Cycle) -> list[Any]:
+        """One Read, retried while the server answers it is too busy."""
+        for attempt in range(self.device.busy_retries + 1):
+            try:
+                return await client.uaclient.read(params)
+            except UaStatusCodeError as exc:
+                if exc.code not in _BUSY_CODES or attempt == self.device.busy_retries:
+                    raise
+                cycle.retries += 1
+                await asyncio.sleep(_BUSY_DELAY * (attempt + 1))
+        raise AssertionError("unreachable")
 
 
 class _PublishHandler:
@@ -413,7 +400,6 @@ class _PublishHandler:
     def __call__(self, result: ua.PublishResult) -> None:
         connector = self._connector
         self._group.last_response = self._loop.time()
-        connector.status.requests += 1
         notifications = result.NotificationMessage.NotificationData
         if not notifications:
             return  # a keep-alive
@@ -430,7 +416,7 @@ class _PublishHandler:
                     self._use_server,
                     received_ns,
                 )
-                connector._deliver(Batch(device, readings, received_ns, connector.device.labels))
+                connector._deliver(Cycle(readings, received_ns, requests=1))
             elif isinstance(notification, ua.StatusChangeNotification):
                 code = notification.Status.value
                 if code >> 30:

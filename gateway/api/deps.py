@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.api.auth import Role, require
+from gateway.assembly import Gateway
 from gateway.control import ControlPlane
 from gateway.local_store import LocalStore
 from gateway.runtime import Runtime
@@ -14,19 +15,21 @@ from gateway.runtime import Runtime
 __all__ = ["Admin", "Control", "GatewayRuntime", "Store", "Viewer"]
 
 
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
 def _control(request: Request) -> ControlPlane:
-    control: ControlPlane = request.app.state.control
-    return control
+    return _gateway(request).control
 
 
 def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+    return _gateway(request).runtime
 
 
 def _store(request: Request) -> LocalStore:
-    store: LocalStore = request.app.state.store
-    return store
+    return _gateway(request).store
 
 
 Control = Annotated[ControlPlane, Depends(_control)]

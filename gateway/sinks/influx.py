@@ -48,9 +48,10 @@ _NUMBERS = re.compile(r"\d+")
 class InfluxSink:
     """Writes every good (and uncertain) reading to InfluxDB: one point per device and time."""
 
-    name = "influxdb"
+    durable = True
 
-    def __init__(self, config: InfluxConfig, gateway_id: str) -> None:
+    def __init__(self, config: InfluxConfig, gateway_id: str, name: str = "influxdb") -> None:
+        self.name = name
         self._config = config
         self._target = config.target
         self._encoder = LineEncoder(

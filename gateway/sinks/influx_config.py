@@ -8,48 +8,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-__all__ = ["InfluxConfig", "Measurement", "Precision"]
+from gateway.devices import Measurement
+from gateway.plugins import SinkConfigBase
+
+__all__ = ["InfluxConfig", "Precision"]
 
 Precision = Literal["s", "ms", "us", "ns"]
 
-
-def _valid_measurement(name: str) -> str:
-    if name[0] == "#":
-        raise ValueError("must not start with '#' (line protocol reads that line as a comment)")
-    if name[0] == "_":
-        raise ValueError("must not start with '_' (reserved by InfluxDB)")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in name):
-        raise ValueError("must not contain control characters")
-    return name
-
-
-Measurement = Annotated[
-    str, Field(min_length=1, max_length=128), AfterValidator(_valid_measurement)
-]
-"""A measurement name, as set on the sink, a profile or a device."""
 
 _V2_ONLY = ("org", "bucket", "token")
 _V1_ONLY = ("database", "retention_policy", "username", "password")
 
 
-class InfluxConfig(BaseModel):
+class InfluxConfig(SinkConfigBase):
     """Where and how the InfluxDB sink writes. Batching and retries are the runtime's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+    type: Literal["influxdb"] = "influxdb"
     api: Literal["v2", "v1"] = "v2"
     """``v2``: /api/v2/write through influxdb-client; ``v1``: /write of InfluxDB 1.x."""
     url: str = Field(min_length=1)

@@ -74,16 +74,18 @@ class MqttSink:
     connecting, because MQTT fixes the will when the connection opens.
     """
 
-    name = "mqtt"
+    durable = True
 
-    def __init__(self, config: MqttConfig, gateway_id: str) -> None:
+    def __init__(self, config: MqttConfig, gateway_id: str, name: str = "mqtt") -> None:
         if not gateway_id or any(c in gateway_id for c in "/+#"):
             raise ConfigError(
                 [ConfigProblem("gateway_id", "must be one MQTT topic level: no '/', '+' or '#'")]
             )
+        self.name = name
+        self._client_id = config.client_id or f"{gateway_id}.{name}"
         self._config = config
         self._gateway_id = gateway_id
-        self._where = f"{config.host}:{config.port}"
+        self._where = f"{config.host}:{config.port} (sink {name})"
         self._status_topic = gateway_status_topic(config.topic_prefix, gateway_id)
         self._conn: _Connection | None = None
         self._connected = asyncio.Event()
@@ -101,7 +103,9 @@ class MqttSink:
             return
         if self._config.tls is not None:
             self._tls = _tls_context(self._config.tls)
-        self._supervisor = asyncio.create_task(self._supervise(), name="mqtt-supervisor")
+        self._supervisor = asyncio.create_task(
+            self._supervise(), name=f"mqtt-supervisor:{self.name}"
+        )
 
     async def wait_connected(self, timeout: float) -> bool:  # noqa: ASYNC109 (returns, never raises)
         """Wait up to ``timeout`` seconds for a connection; return whether there is one."""
@@ -123,12 +127,19 @@ class MqttSink:
             messages.append((telemetry_topic(prefix, gateway_id, batch.device), payload, False))
         await conn.deliver(messages, self._config.publish_timeout)
 
-    async def publish_device_status(self, status: DeviceStatus) -> None:
-        """Publish the device's retained status."""
+    async def publish_device_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
+        """Publish the devices' retained statuses; return once all are acknowledged."""
         conn = self._live()
-        topic = device_status_topic(self._config.topic_prefix, self._gateway_id, status.device)
-        payload = encode_device_status(status, _now_ms())
-        await conn.deliver([(topic, payload, True)], self._config.publish_timeout)
+        prefix, gateway_id, now = self._config.topic_prefix, self._gateway_id, _now_ms()
+        messages = [
+            (
+                device_status_topic(prefix, gateway_id, status.device),
+                encode_device_status(status, now),
+                True,
+            )
+            for status in statuses
+        ]
+        await conn.deliver(messages, self._config.publish_timeout)
 
     async def clear_device_status(self, device: str) -> None:
         """Remove the device's retained status (for a device that was deleted)."""
@@ -225,7 +236,7 @@ class MqttSink:
         """One connection attempt: connect, await CONNACK, announce "online"."""
         config = self._config
         will = (self._status_topic, encode_gateway_status(False, _now_ms()))
-        conn = _Connection(config, config.client_id or self._gateway_id, will, self._tls)
+        conn = _Connection(config, self._client_id, will, self._tls)
         connecting = asyncio.get_running_loop().run_in_executor(None, conn.connect)
         try:
             await asyncio.shield(connecting)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
+from gateway.plugins import SinkConfigBase
+
 __all__ = ["MqttConfig", "MqttTlsConfig"]
 
 
@@ -34,15 +36,16 @@ class MqttTlsConfig(BaseModel):
         return key_file
 
 
-class MqttConfig(BaseModel):
+class MqttConfig(SinkConfigBase):
     """Where and how the MQTT sink publishes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
+    type: Literal["mqtt"] = "mqtt"
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str | None = Field(default=None, min_length=1)
-    """MQTT client id; None means the gateway id."""
+    """MQTT client id; None means ``{gateway id}.{sink name}``, unique per gateway and sink."""
     username: str | None = None
     password: SecretStr | None = None
     tls: MqttTlsConfig | None = None

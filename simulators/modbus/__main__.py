@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="listen on N ports serving the same units: port, port+1, ... (default 1)",
     )
+    parser.add_argument(
+        "--busy-every",
+        type=bounded_int(0, 1_000_000),
+        default=0,
+        metavar="N",
+        help="answer every Nth read of a unit with exception 6, server busy (default 0: never)",
+    )
+    parser.add_argument(
+        "--busy-units",
+        type=parse_units,
+        default=(),
+        metavar="UNITS",
+        help="the units --busy-every applies to: N for 1..N, or a list (default: all)",
+    )
     add_log_level(parser, "INFO")
     return parser
 
@@ -118,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         record=args.record,
         period=args.period,
         ports=args.ports,
+        busy_every=args.busy_every,
+        busy_units=args.busy_units,
     )
     return asyncio.run(serve(config))
 

@@ -84,6 +84,10 @@ class SimulatorConfig:
     ports: int = 1
     """Listeners serving the same units, like a PLC with several Ethernet ports: port,
     port+1, ... (all free ones when port is 0). Benchmarks give each device its own link."""
+    busy_every: int = 0
+    """Answer every Nth read of a busy unit with exception 6 (server device busy); 0: never."""
+    busy_units: tuple[int, ...] = ()
+    """The units that are busy now and then (all of them when empty)."""
 
 
 class Clock:
@@ -262,16 +266,30 @@ class MachineCore(SimCore):
     the server answer exception 0x0B (gateway target failed to respond), like a TCP gateway.
     """
 
-    def __init__(self, devices: list[SimDevice], recorder: Recorder | None) -> None:
+    def __init__(
+        self,
+        devices: list[SimDevice],
+        recorder: Recorder | None,
+        busy_every: int = 0,
+        busy_units: Iterable[int] = (),
+    ) -> None:
         super().__init__(devices)
         self._recorder = recorder
+        self._busy_every = busy_every
+        self._busy_units = frozenset(busy_units)
+        self._reads: dict[int, int] = {}
 
     async def async_getValues(
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
-        """Serve values; record them when recording and the request is a read."""
+        """Serve values; record them when recording and the request is a read. A busy unit
+        answers every ``busy_every``-th read with exception 6."""
         if device_id not in self.devices:
             raise NoSuchIdException(f"unit {device_id}")
+        if self._busy_every and (not self._busy_units or device_id in self._busy_units):
+            reads = self._reads[device_id] = self._reads.get(device_id, 0) + 1
+            if reads % self._busy_every == 0:
+                return ExcCodes.DEVICE_BUSY
         values = await super().async_getValues(device_id, func_code, address, count)
         recorder = self._recorder
         if recorder is not None and func_code in READ_FUNCTION_CODES and isinstance(values, list):
@@ -315,7 +333,8 @@ class Simulator:
             self._recorder = Recorder(self.config.record)
         # Each server builds a plain SimCore from the devices; all share ours instead (built
         # once more: cheap, and it keeps to SimCore's public constructor).
-        core = MachineCore(devices, self._recorder)
+        config = self.config
+        core = MachineCore(devices, self._recorder, config.busy_every, config.busy_units)
         ports: list[int] = []
         for index in range(self.config.ports):
             wanted = self.config.port + index if self.config.port else 0

@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import GatewayConfig, load_config
+from gateway.sinks.mqtt_config import MqttConfig
 from tests.support.mosquitto import mosquitto_binary
 from tests.support.mqtt_watch import MqttWatch
 from tests.support.processes import ManagedProcess, free_port, port_accepts, wait_until
@@ -276,8 +277,9 @@ def test_the_broker_refuses_anonymous_and_wrong_passwords(stack: Stack) -> None:
 
 
 def test_telemetry_of_every_device_reaches_the_reader_account(stack: Stack) -> None:
-    assert stack.config.mqtt is not None
-    prefix, gateway_id = stack.config.mqtt.topic_prefix, stack.config.gateway.id
+    mqtt = stack.config.sinks["plant"]
+    assert isinstance(mqtt, MqttConfig)
+    prefix, gateway_id = mqtt.topic_prefix, stack.config.gateway.id
     assert gateway_id == stack.dotenv["GATEWAY_ID"]
     device_ids = {device.id for device in stack.config.devices}
     watch = MqttWatch(

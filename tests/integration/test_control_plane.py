@@ -46,9 +46,16 @@ def gateway_config(broker: Mosquitto, sim: ModbusSimulator, **extra: Any) -> dic
         group["interval"] = 0.2
     return {
         "gateway": {"id": GW},
-        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": PREFIX},
+        "sinks": {
+            "mqtt": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic_prefix": PREFIX,
+            },
+            "local": {"type": "local", "history": {"min_interval": 0, "flush_interval": 0.1}},
+        },
         "runtime": {"reconnect_min": 0.1, "reconnect_max": 0.5, "status_interval": 1},
-        "history": {"min_interval": 0, "flush_interval": 0.1},
         "profiles": [profile],
         "devices": [
             {

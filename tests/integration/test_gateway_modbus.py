@@ -55,7 +55,15 @@ def config(
         group["interval"] = interval
     return {
         "gateway": {"id": GW, "log_level": "INFO"},
-        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": PREFIX, "qos": 1},
+        "sinks": {
+            "mqtt": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic_prefix": PREFIX,
+                "qos": 1,
+            }
+        },
         "runtime": {
             "reconnect_min": 0.1,
             "reconnect_max": 0.5,

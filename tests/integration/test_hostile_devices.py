@@ -218,7 +218,14 @@ def run_gateway(
     def run(devices: list[dict[str, Any]]) -> GatewayProcess:
         config = {
             "gateway": {"id": GW, "log_level": "INFO"},
-            "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_prefix": PREFIX},
+            "sinks": {
+                "mqtt": {
+                    "type": "mqtt",
+                    "host": mosquitto.host,
+                    "port": mosquitto.port,
+                    "topic_prefix": PREFIX,
+                }
+            },
             "runtime": {"reconnect_min": 0.1, "reconnect_max": 0.5, "status_interval": 1},
             "devices": devices,
         }

@@ -51,7 +51,7 @@ def config(influxdb: dict[str, Any], devices: list[dict[str, Any]], interval: fl
         group["interval"] = interval
     return {
         "gateway": {"id": GW, "log_level": "INFO"},
-        "influxdb": influxdb,
+        "sinks": {"influxdb": {"type": "influxdb", **influxdb}},
         "runtime": {"reconnect_min": 0.1, "reconnect_max": 0.5, "retry_min": 0.05,
                     "retry_max": 0.5},
         "profiles": [profile],

@@ -123,8 +123,7 @@ async def test_status_is_retained_for_late_subscribers(mosquitto: Mosquitto) -> 
     gw = new_gateway_id()
     status = DeviceStatus(device="press-1", state=DeviceState.ONLINE, polls=3, connects=1)
     async with running(config_for(mosquitto), gw) as sink:
-        await sink.publish_device_status(status)
-        await sink.publish_device_status(DeviceStatus(device="press-2"))
+        await sink.publish_device_statuses([status, DeviceStatus(device="press-2")])
 
         with watch(mosquitto, f"gateway/{gw}/#") as late:
             gateway = await late.wait_for_async(lambda m: m.topic == f"gateway/{gw}/status")
@@ -265,7 +264,7 @@ async def test_start_does_not_wait_for_a_missing_broker(tmp_path: Path) -> None:
         assert time.monotonic() - started < 1
         assert not sink.connected
         with pytest.raises(RetryableSinkError, match="not connected"):
-            await sink.publish_device_status(DeviceStatus(device="d"))
+            await sink.publish_device_statuses([DeviceStatus(device="d")])
         with pytest.raises(RetryableSinkError, match="not connected"):
             await sink.clear_device_status("d")
     assert time.monotonic() - started < 2  # stop() is bounded even mid-reconnect
@@ -297,7 +296,7 @@ async def test_mqtt_5(mosquitto: Mosquitto) -> None:
     with watch(mosquitto, f"gateway/{gw}/#", protocol="5") as watcher:
         async with running(config_for(mosquitto, protocol="5"), gw) as sink:
             await sink.write([batch])
-            await sink.publish_device_status(DeviceStatus(device="press-1"))
+            await sink.publish_device_statuses([DeviceStatus(device="press-1")])
             telemetry = await watcher.wait_for_async(lambda m: m.topic.endswith("/telemetry"))
             await watcher.wait_for_async(lambda m: m.topic.endswith("/press-1/status"))
         await watcher.wait_for_async(state_is("offline"))

@@ -83,7 +83,15 @@ def device(
 def config(broker: Mosquitto, devices: list[dict[str, Any]], data_dir: Path) -> dict[str, Any]:
     return {
         "gateway": {"id": GW, "log_level": "INFO", "data_dir": str(data_dir)},
-        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": PREFIX, "qos": 1},
+        "sinks": {
+            "mqtt": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic_prefix": PREFIX,
+                "qos": 1,
+            }
+        },
         "runtime": {
             "reconnect_min": 0.1,
             "reconnect_max": 0.5,

@@ -107,9 +107,16 @@ def gateway_config(broker: Mosquitto, sim: ModbusSimulator) -> dict[str, Any]:
     ]
     return {
         "gateway": {"id": "gw-page"},
-        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "page"},
+        "sinks": {
+            "mqtt": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic_prefix": "page",
+            },
+            "local": {"type": "local", "history": {"min_interval": 1, "flush_interval": 0.2}},
+        },
         "runtime": {"reconnect_min": 0.1, "reconnect_max": 0.5, "status_interval": 1},
-        "history": {"min_interval": 1, "flush_interval": 0.2},
         "profiles": [profile],
         "devices": [
             plc("filler-1", 1, "filling"),
@@ -313,7 +320,14 @@ def test_hundreds_of_devices_one_stream_and_only_cards_on_screen_loaded(
     ]
     config = {
         "gateway": {"id": "gw-fleet"},
-        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "fleet"},
+        "sinks": {
+            "mqtt": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic_prefix": "fleet",
+            }
+        },
         "profiles": [profile],
         "devices": spare + live,
     }

@@ -324,18 +324,19 @@ def _config(
             "reconnect_min": 0.1, "reconnect_max": 0.5, "retry_min": 0.05, "retry_max": 0.5,
             "status_interval": 1, "outbox": outbox or {},
         },
+        "sinks": {},
         "profiles": [_profile()],
         "devices": devices,
     }  # fmt: skip
     if broker is not None:
-        config["mqtt"] = {
-            "host": broker.host, "port": broker.port, "topic_prefix": PREFIX, "qos": 1,
-            "reconnect_min": 0.1, "reconnect_max": 0.5,
+        config["sinks"]["mqtt"] = {
+            "type": "mqtt", "host": broker.host, "port": broker.port, "topic_prefix": PREFIX,
+            "qos": 1, "reconnect_min": 0.1, "reconnect_max": 0.5,
         }  # fmt: skip
     if victoria is not None:
-        config["influxdb"] = {
-            "url": victoria.url, "org": "plant", "bucket": "telemetry", "token": "x",
-            "timeout": 2,
+        config["sinks"]["influxdb"] = {
+            "type": "influxdb", "url": victoria.url, "org": "plant", "bucket": "telemetry",
+            "token": "x", "timeout": 2,
         }  # fmt: skip
     return config
 

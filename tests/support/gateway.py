@@ -32,7 +32,10 @@ class GatewayProcess:
     """Unless the config says otherwise, the gateway keeps its data in ``workdir`` and serves
     its control plane on a free port with the test tokens above."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None
+    ) -> None:
+        """``env`` is added to the gateway's environment (e.g. PYTHONPATH for a plugin)."""
         workdir.mkdir(parents=True, exist_ok=True)
         config = copy.deepcopy(config)
         config["gateway"].setdefault("data_dir", str(workdir / "data"))
@@ -49,7 +52,7 @@ class GatewayProcess:
         self.config_path = workdir / "gateway.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         argv = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)]
-        self.process = ManagedProcess(argv, workdir, name="gateway", cwd=ROOT)
+        self.process = ManagedProcess(argv, workdir, name="gateway", cwd=ROOT, env=env)
 
     def start(self) -> GatewayProcess:
         self.process.start()

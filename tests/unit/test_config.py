@@ -11,13 +11,14 @@ import yaml
 
 from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
+from gateway.sinks.mqtt_config import MqttConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config").glob("*.yaml"))
 
 BASE: dict[str, Any] = {
     "gateway": {"id": "gw1"},
-    "mqtt": {"host": "127.0.0.1", "port": 1883},
+    "sinks": {"plant": {"type": "mqtt", "host": "127.0.0.1", "port": 1883}},
     "profiles": [
         {
             "id": "drive",
@@ -116,9 +117,12 @@ MISTAKES = [
         "devices[1].groups[0].tags[1].deadband",
         "exactly one",
     ),
-    ("mqtt/qos", 3, "mqtt.qos", "0, 1 or 2"),
-    ("mqtt/topic_prefix", "a/#", "mqtt.topic_prefix", "wildcards"),
-    ("mqtt/tls", {"cert_file": "c.pem"}, "mqtt.tls.key_file", "both or neither"),
+    ("sinks/plant/qos", 3, "sinks.plant.qos", "0, 1 or 2"),
+    ("sinks/plant/topic_prefix", "a/#", "sinks.plant.topic_prefix", "wildcards"),
+    ("sinks/plant/tls", {"cert_file": "c.pem"}, "sinks.plant.tls.key_file", "both or neither"),
+    ("sinks/plant/type", "kafka", "sinks.plant.type", "'mqtt'"),
+    ("sinks/Bad name", {"type": "mqtt"}, "sinks.Bad name", "pattern"),
+    ("devices/0/type", "profinet", "devices[0].type", "'modbus'"),
     ("gateway/id", "", "gateway.id", "at least 1"),
     ("runtime", {"buffer_max_readings": 10}, "runtime.buffer_max_readings", "1000"),
     ("runtime", {"retry_max": float("inf")}, "runtime.retry_max", "finite"),
@@ -175,24 +179,25 @@ def test_all_problems_are_reported_at_once() -> None:
 
 def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = copy.deepcopy(BASE)
-    doc["mqtt"]["username"] = "gw"
-    doc["mqtt"]["password"] = "${GW_TEST_PASSWORD}"
-    doc["mqtt"]["port"] = "${GW_TEST_PORT:-1884}"
+    doc["sinks"]["plant"]["username"] = "gw"
+    doc["sinks"]["plant"]["password"] = "${GW_TEST_PASSWORD}"
+    doc["sinks"]["plant"]["port"] = "${GW_TEST_PORT:-1884}"
     monkeypatch.setenv("GW_TEST_PASSWORD", "s3cret")
     config = parse_config(doc)
-    assert config.mqtt is not None
-    assert config.mqtt.password is not None
-    assert config.mqtt.password.get_secret_value() == "s3cret"
+    mqtt = config.sinks["plant"]
+    assert isinstance(mqtt, MqttConfig)
+    assert mqtt.password is not None
+    assert mqtt.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(config)
-    assert config.mqtt.port == 1884
+    assert mqtt.port == 1884
 
 
 def test_a_rejected_secret_is_not_echoed() -> None:
     doc = copy.deepcopy(BASE)
-    doc["mqtt"]["password"] = "hunter2"  # no username: rejected
+    doc["sinks"]["plant"]["password"] = "hunter2"  # no username: rejected
     with pytest.raises(ConfigError) as caught:
         parse_config(doc)
-    assert caught.value.problems[0].path == "mqtt.password"
+    assert caught.value.problems[0].path == "sinks.plant.password"
     assert "hunter2" not in str(caught.value)
 
 
@@ -201,11 +206,11 @@ def test_a_missing_environment_variable_names_field_and_variable(
 ) -> None:
     monkeypatch.delenv("GW_TEST_UNSET", raising=False)
     doc = copy.deepcopy(BASE)
-    doc["mqtt"]["password"] = "${GW_TEST_UNSET}"
+    doc["sinks"]["plant"]["password"] = "${GW_TEST_UNSET}"
     with pytest.raises(ConfigError) as caught:
         parse_config(doc)
     assert [str(p) for p in caught.value.problems] == [
-        "mqtt.password: environment variable GW_TEST_UNSET is not set"
+        "sinks.plant.password: environment variable GW_TEST_UNSET is not set"
     ]
 
 

@@ -8,21 +8,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr, TypeAdapter
+from pydantic import SecretStr
 
 from gateway.api.auth import TokenBook
 from gateway.api.config import ApiToken
-from gateway.config import DeviceConfig, GatewayConfig, ProfileConfig, parse_config
+from gateway.config import (
+    DeviceConfig,
+    GatewayConfig,
+    device_adapter,
+    parse_config,
+    profile_adapter,
+)
 from gateway.control import Conflict, ControlPlane, NotFound
 from gateway.errors import ConfigError
+from gateway.plugins import installed
 from gateway.registry import Registry, open_database
 from gateway.runtime import Runtime
 from tests.support.processes import async_wait_until
 from tests.unit.fakes import FakeSink
 from tests.unit.test_runtime import Factory
 
-DEVICE = TypeAdapter(DeviceConfig)
-PROFILE = TypeAdapter(ProfileConfig)
+DEVICE = device_adapter(installed())
+PROFILE = profile_adapter(installed())
 TAGS = [{"name": "t0", "address": 0}]
 
 
@@ -48,7 +55,7 @@ def file_config(tmp_path: Path) -> GatewayConfig:
 async def plane(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, Runtime, FakeSink]]:
     config = file_config(tmp_path)
     sink = FakeSink()
-    runtime = Runtime(config, [sink], Factory())
+    runtime = Runtime(config, [sink], {"modbus": Factory()})
     control = ControlPlane(config, Registry(open_database(tmp_path / "g.db")), runtime)
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))

@@ -26,6 +26,8 @@ import yaml
 
 from gateway.cli import main as gateway_main
 from gateway.config import GatewayConfig, load_config
+from gateway.sinks.influx_config import InfluxConfig
+from gateway.sinks.mqtt_config import MqttConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -190,11 +192,12 @@ def load_compose_config(monkeypatch: pytest.MonkeyPatch) -> GatewayConfig:
 def written_layout(config: GatewayConfig) -> tuple[dict[str, set[str]], set[str]]:
     """What the InfluxDB sink writes for ``config`` (gateway/sinks/line_protocol.py): fields
     (tag names) per measurement, and the tag keys (gateway, device and the labels)."""
-    assert config.influxdb is not None
+    influx = config.sinks["tsdb"]
+    assert isinstance(influx, InfluxConfig)
     fields: dict[str, set[str]] = {}
     tag_keys = {"gateway", "device"}
     for device in config.devices:
-        measurement = config.measurement_of(device) or config.influxdb.measurement
+        measurement = config.measurement_of(device) or influx.measurement
         names = {tag.name for group in config.groups_of(device) for tag in group.tags}
         fields.setdefault(measurement, set()).update(names)
         tag_keys.update(name for name, value in device.labels.items() if value)
@@ -495,12 +498,13 @@ def test_compose_config_passes_check_config(
     assert gateway_main(["check-config", str(compose_config_path())]) == 0
     assert "4 device(s)" in capsys.readouterr().out
     config = load_compose_config(monkeypatch)
-    assert config.mqtt is not None
-    assert config.influxdb is not None
-    assert (config.mqtt.host, config.mqtt.port) == ("mosquitto", 1883)
-    assert config.influxdb.url == "http://influxdb:8086"
-    assert config.mqtt.password is not None
-    assert config.mqtt.password.get_secret_value() == "change-me-mqtt-gateway-password"
+    mqtt, influx = config.sinks["plant"], config.sinks["tsdb"]
+    assert isinstance(mqtt, MqttConfig)
+    assert isinstance(influx, InfluxConfig)
+    assert (mqtt.host, mqtt.port) == ("mosquitto", 1883)
+    assert influx.url == "http://influxdb:8086"
+    assert mqtt.password is not None
+    assert mqtt.password.get_secret_value() == "change-me-mqtt-gateway-password"
     assert {t.role for t in config.api.tokens} == {"admin", "viewer"}
 
 

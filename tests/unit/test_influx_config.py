@@ -8,18 +8,22 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import build_sinks, main
-from gateway.config import parse_config
+from gateway.assembly import Gateway
+from gateway.cli import main
+from gateway.config import GatewayConfig, parse_config
 from gateway.errors import ConfigError
 from gateway.sinks.influx import InfluxSink
+from gateway.sinks.influx_config import InfluxConfig
 
 V2 = {"url": "http://127.0.0.1:8086", "org": "plant", "bucket": "telemetry", "token": "t0k3n"}
+T = {"type": "influxdb"}
+S = "sinks.tsdb"
 V1 = {"api": "v1", "url": "http://127.0.0.1:8086", "database": "plant"}
 TAGS = [{"name": "speed", "address": 0}]
 
 BASE: dict[str, Any] = {
     "gateway": {"id": "gw1"},
-    "influxdb": V2,
+    "sinks": {"tsdb": {"type": "influxdb", **V2}},
     "profiles": [
         {"id": "drive", "type": "modbus", "measurement": "drives", "groups": [{"tags": TAGS}]},
         {"id": "meter", "type": "modbus", "groups": [{"tags": TAGS}]},
@@ -35,31 +39,35 @@ BASE: dict[str, Any] = {
 
 def with_influx(**section: Any) -> dict[str, Any]:
     doc = copy.deepcopy(BASE)
-    doc["influxdb"] = section
+    doc["sinks"]["tsdb"] = {"type": "influxdb", **section}
     return doc
+
+
+def influx(config: GatewayConfig) -> InfluxConfig:
+    sink = config.sinks["tsdb"]
+    assert isinstance(sink, InfluxConfig)
+    return sink
 
 
 def test_v2_section_with_defaults() -> None:
     config = parse_config(copy.deepcopy(BASE))
-    influx = config.influxdb
-    assert influx is not None
-    assert (influx.api, influx.measurement, influx.precision, influx.gzip) == (
+    section = influx(config)
+    assert (section.api, section.measurement, section.precision, section.gzip) == (
         "v2",
         "telemetry",
         "ms",
         False,
     )
-    assert influx.token is not None and influx.token.get_secret_value() == "t0k3n"
+    assert section.token is not None and section.token.get_secret_value() == "t0k3n"
     assert "t0k3n" not in repr(config)
-    assert influx.target == "InfluxDB http://127.0.0.1:8086 (bucket telemetry)"
+    assert section.target == "InfluxDB http://127.0.0.1:8086 (bucket telemetry)"
 
 
 def test_v1_section() -> None:
     config = parse_config(
         with_influx(**V1, retention_policy="week", username="gw", password="pw", gzip=True)
     )
-    assert config.influxdb is not None
-    assert config.influxdb.target == "InfluxDB http://127.0.0.1:8086 (database plant.week)"
+    assert influx(config).target == "InfluxDB http://127.0.0.1:8086 (database plant.week)"
 
 
 @pytest.mark.parametrize(
@@ -75,8 +83,7 @@ def test_ints_beyond_int64_are_unsigned_where_the_server_has_the_type(
     section: dict[str, Any], unsigned: bool
 ) -> None:
     config = parse_config(with_influx(**section))
-    assert config.influxdb is not None
-    assert config.influxdb.writes_unsigned is unsigned
+    assert influx(config).writes_unsigned is unsigned
 
 
 def test_measurement_comes_from_the_device_then_its_profile() -> None:
@@ -84,42 +91,99 @@ def test_measurement_comes_from_the_device_then_its_profile() -> None:
     assert [config.measurement_of(d) for d in config.devices] == ["drives", "special", None, None]
 
 
-def test_build_sinks_adds_the_influx_sink() -> None:
-    [sink] = build_sinks(parse_config(copy.deepcopy(BASE)))
-    assert isinstance(sink, InfluxSink)
-    assert sink.name == "influxdb"
+def test_the_gateway_builds_the_named_influx_sink_and_its_local_store(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["gateway"]["data_dir"] = str(tmp_path)
+    gateway = Gateway(parse_config(doc))
+    tsdb, local = gateway.sinks
+    assert isinstance(tsdb, InfluxSink)
+    assert (tsdb.name, local.name) == ("tsdb", "local")
+    assert local is gateway.store
 
 
 def test_check_config_lists_the_sink(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "gw.yaml"
     path.write_text(
-        "gateway: {id: gw1}\ninfluxdb: {api: v1, url: 'http://db:8086', database: plant}\n"
+        "gateway: {id: gw1}\n"
+        "sinks: {tsdb: {type: influxdb, api: v1, url: 'http://db:8086', database: plant}}\n"
         "devices: [{id: d1, type: modbus, host: h, groups: [{tags: [{name: a, address: 0}]}]}]\n"
     )
     assert main(["check-config", str(path)]) == 0
-    assert "sinks: influxdb v1" in capsys.readouterr().out
+    assert "sinks: tsdb (influxdb)" in capsys.readouterr().out
 
 
 # (section or a change to BASE, expected path, a word of the message)
 MISTAKES: list[tuple[dict[str, Any], str, str]] = [
-    ({"influxdb": {**V2, "url": "ftp://db:21"}}, "influxdb.url", "http://"),
-    ({"influxdb": {**V2, "url": "http://"}}, "influxdb.url", "http://"),
-    ({"influxdb": {**V2, "url": "http://db:8086/?db=x"}}, "influxdb.url", "query"),
-    ({"influxdb": {**V2, "url": "http://db:80860"}}, "influxdb.url", "port"),
-    ({"influxdb": {"org": "o", "bucket": "b"}}, "influxdb.url", "required"),
-    ({"influxdb": {**V2, "bucket": None}}, "influxdb", "needs 'bucket'"),
-    ({"influxdb": {"url": "http://db"}}, "influxdb", "needs 'org' and 'bucket'"),
-    ({"influxdb": {**V2, "database": "x"}}, "influxdb", "'database': not used by api v2"),
-    ({"influxdb": {**V1, "database": None}}, "influxdb", "api v1 needs 'database'"),
-    ({"influxdb": {**V1, "token": "t"}}, "influxdb", "'token': not used by api v1"),
-    ({"influxdb": {**V1, "password": "pw"}}, "influxdb", "a password needs a username"),
-    ({"influxdb": {**V2, "api": "v3"}}, "influxdb.api", "'v2' or 'v1'"),
-    ({"influxdb": {**V2, "bukcet": "b"}}, "influxdb.bukcet", "Extra inputs"),
-    ({"influxdb": {**V2, "precision": "min"}}, "influxdb.precision", "'ms'"),
-    ({"influxdb": {**V2, "timeout": 0}}, "influxdb.timeout", "greater than 0"),
-    ({"influxdb": {**V2, "measurement": ""}}, "influxdb.measurement", "at least 1"),
-    ({"influxdb": {**V2, "measurement": "#x"}}, "influxdb.measurement", "comment"),
-    ({"influxdb": {**V2, "measurement": "m" * 129}}, "influxdb.measurement", "at most 128"),
+    ({"sinks/tsdb": {**T, **V2, "url": "ftp://db:21"}}, S + ".url", "http://"),
+    ({"sinks/tsdb": {**T, **V2, "url": "http://"}}, S + ".url", "http://"),
+    (
+        {"sinks/tsdb": {**T, **V2, "url": "http://db:8086/?db=x"}},
+        S + ".url",
+        "query",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V2, "url": "http://db:80860"}},
+        S + ".url",
+        "port",
+    ),
+    ({"sinks/tsdb": {**T, "org": "o", "bucket": "b"}}, S + ".url", "required"),
+    ({"sinks/tsdb": {**T, **V2, "bucket": None}}, S, "needs 'bucket'"),
+    (
+        {"sinks/tsdb": {**T, "url": "http://db"}},
+        S,
+        "needs 'org' and 'bucket'",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V2, "database": "x"}},
+        S,
+        "'database': not used by api v2",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V1, "database": None}},
+        S,
+        "api v1 needs 'database'",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V1, "token": "t"}},
+        S,
+        "'token': not used by api v1",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V1, "password": "pw"}},
+        S,
+        "a password needs a username",
+    ),
+    ({"sinks/tsdb": {**T, **V2, "api": "v3"}}, S + ".api", "'v2' or 'v1'"),
+    (
+        {"sinks/tsdb": {**T, **V2, "bukcet": "b"}},
+        S + ".bukcet",
+        "Extra inputs",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V2, "precision": "min"}},
+        S + ".precision",
+        "'ms'",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V2, "timeout": 0}},
+        S + ".timeout",
+        "greater than 0",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V2, "measurement": ""}},
+        S + ".measurement",
+        "at least 1",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V2, "measurement": "#x"}},
+        S + ".measurement",
+        "comment",
+    ),
+    (
+        {"sinks/tsdb": {**T, **V2, "measurement": "m" * 129}},
+        S + ".measurement",
+        "at most 128",
+    ),
     ({"devices/0/measurement": "_internal"}, "devices[0].measurement", "reserved"),
     ({"profiles/0/measurement": "a\nb"}, "profiles[0].measurement", "control characters"),
 ]
@@ -151,5 +215,5 @@ def test_mistakes_name_their_field(change: dict[str, Any], path: str, word: str)
 def test_a_rejected_token_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(with_influx(**{**V2, "token": 123456789}))
-    assert caught.value.problems[0].path == "influxdb.token"
+    assert caught.value.problems[0].path == S + ".token"
     assert "123456789" not in str(caught.value)

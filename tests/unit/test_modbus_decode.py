@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from connectors.modbus.config import ByteOrder, DataType, ModbusTag
-from connectors.modbus.decode import BlockDecoder, byte_permutation, decode_value, encode_value
+from connectors.modbus.decode import BlockDecoder, byte_permutation, decode_value
 
 
 def tag(data_type: str, order: str = "ABCD", **extra: object) -> ModbusTag:
@@ -65,14 +65,25 @@ def test_decode_table(data_type: str, order: str, registers: list[int], expected
         assert type(value) is int
 
 
-# float32 literals such as 123.456 are not exact in binary; the round trip test covers them.
-@pytest.mark.parametrize(
-    ("data_type", "order", "registers", "expected"), [c for c in CASES if c[0] != "float32"]
-)
-def test_encode_is_the_inverse(
-    data_type: str, order: str, registers: list[int], expected: object
-) -> None:
-    assert encode_value(tag(data_type, order), expected) == registers  # type: ignore[arg-type]
+def wire_registers(data_type: str, order: ByteOrder, value: float) -> list[int]:
+    """The registers a device sends for ``value``: packed big endian, then its bytes placed
+    in the wire order (an encoder of the test's own, independent of the decoder's tables)."""
+    code = {
+        "int16": "h",
+        "uint16": "H",
+        "int32": "i",
+        "uint32": "I",
+        "int64": "q",
+        "uint64": "Q",
+        "float32": "f",
+        "float64": "d",
+    }[data_type]
+    big_endian = struct.pack(">" + code, value)
+    words = len(big_endian) // 2
+    wire = bytearray(len(big_endian))
+    for target, source in enumerate(byte_permutation(words, order)):
+        wire[source] = big_endian[target]
+    return list(struct.unpack(f">{words}H", bytes(wire)))
 
 
 @pytest.mark.parametrize("order", list(ByteOrder))
@@ -91,7 +102,7 @@ def test_encode_is_the_inverse(
 )
 def test_round_trip_every_order(order: ByteOrder, data_type: str, value: float) -> None:
     t = tag(data_type, order.value)
-    assert decode_value(t, encode_value(t, value)) == value
+    assert decode_value(t, wire_registers(data_type, order, value)) == value
 
 
 @pytest.mark.parametrize(
@@ -104,7 +115,6 @@ def test_string_stops_at_nul(registers: list[int], expected: str) -> None:
 
 def test_string_with_swapped_bytes() -> None:
     assert decode_value(tag("string", "BADC", length=2), [0x4241, 0x0043]) == "ABC"
-    assert encode_value(tag("string", "BADC", length=2), "ABC") == [0x4241, 0x0043]
 
 
 def test_string_trailing_spaces_are_trimmed() -> None:
@@ -130,7 +140,6 @@ def test_scale_and_offset(
 ) -> None:
     t = tag(data_type, scale=scale, offset=offset)
     assert decode_value(t, registers) == pytest.approx(expected)
-    assert encode_value(t, expected) == registers
 
 
 def test_decimal_scales_give_the_decimal_value() -> None:

@@ -137,8 +137,8 @@ def test_device_status_payload() -> None:
     assert encode_device_status(status, now_ms=1_700_000_001_000) == (
         b'{"ts":1700000001000,"state":"degraded","last_error":"timeout on hr 100",'
         b'"last_good_read":1700000000999,"polls":10,"requests":40,"request_errors":2,'
-        b'"values":500,"overruns":0,"skipped_cycles":0,"last_poll_duration_ms":12.346,'
-        b'"connects":1}'
+        b'"values":500,"overruns":0,"skipped_cycles":0,"busy_retries":0,"last_poll_duration_ms":12.346,'
+        b'"connects":1,"reconnects":0}'
     )
 
 

@@ -7,13 +7,13 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from gateway.config import DeviceConfig, GatewayConfig, GroupConfig, parse_config
+from gateway.config import DeviceConfig, GatewayConfig, parse_config
+from gateway.cycle import Cycle
+from gateway.devices import GroupBase
 from gateway.protocols import Connector
-from gateway.reading import Batch
 from gateway.runtime import Runtime
-from gateway.status import DeviceStatus
 from tests.support.processes import async_wait_until
-from tests.unit.fakes import FakeConnector, FakeSink, batch
+from tests.unit.fakes import FakeConnector, FakeSink, cycle
 
 
 def config(*device_ids: str, **runtime: Any) -> GatewayConfig:
@@ -47,10 +47,8 @@ class Factory:
         self.per_device = per_device
         self.connectors: dict[str, FakeConnector] = {}
 
-    def __call__(
-        self, device: DeviceConfig, groups: Sequence[GroupConfig], status: DeviceStatus
-    ) -> Connector:
-        connector = FakeConnector(status, **self.per_device.get(device.id, {}))
+    def __call__(self, device: DeviceConfig, groups: Sequence[GroupBase]) -> Connector:
+        connector = FakeConnector(device.id, **self.per_device.get(device.id, {}))
         self.connectors[device.id] = connector
         return connector
 
@@ -58,7 +56,7 @@ class Factory:
 async def test_a_failing_device_never_stalls_the_others_and_recovers() -> None:
     sink = FakeSink()
     factory = Factory(flaky={"fail_starts": 3})
-    runtime = Runtime(config("good", "flaky"), [sink], factory)
+    runtime = Runtime(config("good", "flaky"), [sink], {"modbus": factory})
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await async_wait_until(lambda: sum(b.device == "good" for b in sink.written) >= 20)
@@ -78,7 +76,7 @@ async def test_a_failing_device_never_stalls_the_others_and_recovers() -> None:
 async def test_a_lost_connection_restarts_the_connector() -> None:
     sink = FakeSink()
     factory = Factory(dev={"cycles": 3})
-    runtime = Runtime(config("dev"), [sink], factory)
+    runtime = Runtime(config("dev"), [sink], {"modbus": factory})
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await async_wait_until(
@@ -92,7 +90,7 @@ async def test_a_lost_connection_restarts_the_connector() -> None:
 
 async def test_batches_carry_the_device_labels_and_are_flushed_at_stop() -> None:
     sink = FakeSink()
-    runtime = Runtime(config("dev"), [sink], Factory())
+    runtime = Runtime(config("dev"), [sink], {"modbus": Factory()})
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await async_wait_until(lambda: len(sink.written) >= 1)
@@ -111,7 +109,9 @@ async def test_batches_carry_the_device_labels_and_are_flushed_at_stop() -> None
 async def test_devices_can_be_added_and_removed_while_running() -> None:
     sink = FakeSink()
     cfg = config("a", "b")
-    runtime = Runtime(cfg.model_copy(update={"devices": cfg.devices[:1]}), [sink], Factory())
+    runtime = Runtime(
+        cfg.model_copy(update={"devices": cfg.devices[:1]}), [sink], {"modbus": Factory()}
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await runtime.started.wait()
@@ -127,21 +127,23 @@ class CancelSwallowingConnector(FakeConnector):
     """Swallows the first cancellation, as ``asyncio.wait_for`` does in Python 3.11 (inside
     pymodbus and asyncua) when its result arrives together with the cancellation."""
 
-    async def batches(self) -> AsyncIterator[Batch]:
+    async def cycles(self) -> AsyncIterator[Cycle]:
         swallowed = False
-        for cycle in itertools.count():
+        for number in itertools.count():
             try:
                 await asyncio.sleep(0.001)
             except asyncio.CancelledError:
                 if swallowed:
                     raise
                 swallowed = True
-            yield batch(self.status.device, [float(cycle)], cycle_ns=cycle)
+            yield cycle(self.device, [float(number)], cycle_ns=number)
 
 
 async def test_a_device_whose_connector_swallowed_the_cancellation_still_stops() -> None:
     sink = FakeSink()
-    runtime = Runtime(config("dev"), [sink], lambda d, g, status: CancelSwallowingConnector(status))
+    runtime = Runtime(
+        config("dev"), [sink], {"modbus": lambda d, g: CancelSwallowingConnector(d.id)}
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await async_wait_until(lambda: len(sink.written) >= 3)

@@ -1,18 +1,18 @@
-"""/api/v1/profiles: reusable tag lists (templates) for devices."""
+"""/api/v1/profiles: reusable tag lists (templates) for devices.
 
-from __future__ import annotations
+Built for a set of plugins, like the devices router (no postponed annotations here).
+"""
 
 from fastapi import APIRouter, Response
 
 from gateway.api.deps import Admin, Control, Viewer
 from gateway.api.models import ProfilePublic
 from gateway.api.routes.devices import ERRORS
-from gateway.config import ProfileConfig
+from gateway.config import ProfileConfig, profile_union
 from gateway.control import ControlPlane, Source
+from gateway.plugins import Plugins
 
-__all__ = ["router"]
-
-router = APIRouter(prefix="/api/v1/profiles", tags=["profiles"], responses=ERRORS)
+__all__ = ["build_router"]
 
 
 def public(control: ControlPlane, profile: ProfileConfig, source: Source) -> ProfilePublic:
@@ -26,34 +26,43 @@ def public(control: ControlPlane, profile: ProfileConfig, source: Source) -> Pro
     )
 
 
-@router.get("", response_model=list[ProfilePublic])
-async def list_profiles(control: Control, _: Viewer) -> list[ProfilePublic]:
-    return [public(control, p, s) for p, s in control.profiles()]
+def build_router(plugins: Plugins) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/profiles", tags=["profiles"], responses=ERRORS)
+    ProfileBody = profile_union(plugins)
 
+    @router.get("", response_model=list[ProfilePublic])
+    async def list_profiles(control: Control, _: Viewer) -> list[ProfilePublic]:
+        return [public(control, p, s) for p, s in control.profiles()]
 
-@router.post("", response_model=ProfilePublic, status_code=201)
-async def create_profile(profile: ProfileConfig, control: Control, _: Admin) -> ProfilePublic:
-    await control.create_profile(profile)
-    return public(control, profile, "api")
+    @router.post("", response_model=ProfilePublic, status_code=201)
+    async def create_profile(
+        profile: ProfileBody,  # type: ignore[valid-type]
+        control: Control,
+        _: Admin,
+    ) -> ProfilePublic:
+        await control.create_profile(profile)
+        return public(control, profile, "api")
 
+    @router.get("/{profile_id}", response_model=ProfilePublic)
+    async def get_profile(profile_id: str, control: Control, _: Viewer) -> ProfilePublic:
+        profile, source = control.profile(profile_id)
+        return public(control, profile, source)
 
-@router.get("/{profile_id}", response_model=ProfilePublic)
-async def get_profile(profile_id: str, control: Control, _: Viewer) -> ProfilePublic:
-    profile, source = control.profile(profile_id)
-    return public(control, profile, source)
+    @router.put("/{profile_id}", response_model=ProfilePublic)
+    async def replace_profile(
+        profile_id: str,
+        profile: ProfileBody,  # type: ignore[valid-type]
+        control: Control,
+        _: Admin,
+    ) -> ProfilePublic:
+        """Replace a profile; the running devices that use it pick up the new tags at once."""
+        await control.replace_profile(profile_id, profile)
+        return public(control, profile, "api")
 
+    @router.delete("/{profile_id}", status_code=204, response_class=Response)
+    async def delete_profile(profile_id: str, control: Control, _: Admin) -> Response:
+        """Delete an unused profile (409 names the devices still using it)."""
+        await control.delete_profile(profile_id)
+        return Response(status_code=204)
 
-@router.put("/{profile_id}", response_model=ProfilePublic)
-async def replace_profile(
-    profile_id: str, profile: ProfileConfig, control: Control, _: Admin
-) -> ProfilePublic:
-    """Replace a profile; the running devices that use it pick up the new tags at once."""
-    await control.replace_profile(profile_id, profile)
-    return public(control, profile, "api")
-
-
-@router.delete("/{profile_id}", status_code=204, response_class=Response)
-async def delete_profile(profile_id: str, control: Control, _: Admin) -> Response:
-    """Delete an unused profile (409 names the devices still using it)."""
-    await control.delete_profile(profile_id)
-    return Response(status_code=204)
+    return router

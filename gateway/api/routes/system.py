@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.api.deps import GatewayRuntime
+from gateway.protocols import Connectable
 
 __all__ = ["router"]
 
@@ -22,11 +23,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "A sink is not ready"}})
 async def readyz(runtime: GatewayRuntime) -> JSONResponse:
-    """Ready when every sink is connected (MQTT broker) and writing without errors."""
+    """Ready when every sink is connected (MQTT broker) and writing without errors; a 503
+    names each sink that is not, by its name in the config."""
     problems = {}
     for buffer in runtime.buffers:
-        connected = getattr(buffer.sink, "connected", True)
-        if not connected:
+        if isinstance(buffer.sink, Connectable) and not buffer.sink.connected:
             problems[buffer.sink.name] = "not connected"
         elif not buffer.healthy:
             problems[buffer.sink.name] = buffer.last_error or "failing"

@@ -1,0 +1,85 @@
+"""One assembly: ``gateway run`` builds one ``Gateway`` that owns everything; the HTTP API is an
+optional face that receives it.
+
+The gateway is put together from the installed plugins only: each configured sink from its
+sink plugin, each device's connector from its protocol plugin's factory (built the first time a
+device of that protocol starts, so an unused protocol costs nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Mapping
+
+from gateway.config import GatewayConfig
+from gateway.control import ControlPlane
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.local_store import LocalStore
+from gateway.plugins import ConnectorFactory, PluginContext, Plugins, SinkConfigBase, installed
+from gateway.protocols import Sink
+from gateway.registry import DATABASE_FILE, Registry, open_database
+from gateway.runtime import Runtime
+
+__all__ = ["LOCAL_STORE", "Gateway"]
+
+log = logging.getLogger(__name__)
+
+LOCAL_STORE = "local"
+"""The type of the local store's sink, and its name when the config does not list one."""
+
+
+class _Factories(Mapping[str, ConnectorFactory]):
+    """Connector factories by protocol type, each made on first use."""
+
+    def __init__(self, plugins: Plugins, context: PluginContext) -> None:
+        self._plugins = plugins
+        self._context = context
+        self._made: dict[str, ConnectorFactory] = {}
+
+    def __getitem__(self, type_: str) -> ConnectorFactory:
+        factory = self._made.get(type_)
+        if factory is None:
+            plugin = self._plugins.protocol(type_)
+            factory = self._made[type_] = plugin.connector_factory(self._context)
+        return factory
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plugins.protocols)
+
+    def __len__(self) -> int:
+        return len(self._plugins.protocols)
+
+
+class Gateway:
+    """Plugins, storage, registry, control plane, runtime and sinks of one gateway process."""
+
+    def __init__(self, config: GatewayConfig, plugins: Plugins | None = None) -> None:
+        self.config = config
+        self.plugins = plugins = plugins or installed()
+        context = PluginContext(config.gateway.id, config.gateway.data_dir)
+        sink_configs: dict[str, SinkConfigBase] = dict(config.sinks)
+        if not any(c.type == LOCAL_STORE for c in sink_configs.values()):
+            # The page and the API show what the local store keeps: it is always there.
+            model = plugins.sink(LOCAL_STORE).config_model
+            sink_configs.setdefault(LOCAL_STORE, model.model_validate({"type": LOCAL_STORE}))
+        self.sinks: list[Sink] = [
+            plugins.sink(c.type).create(name, c, context) for name, c in sink_configs.items()
+        ]
+        stores = [sink for sink in self.sinks if isinstance(sink, LocalStore)]
+        if len(stores) != 1:
+            problem = ConfigProblem("sinks", f"at most one sink of type {LOCAL_STORE}")
+            raise ConfigError([problem])
+        self.store = stores[0]
+        self.runtime = Runtime(config, self.sinks, _Factories(plugins, context))
+        self._database = open_database(config.gateway.data_dir / DATABASE_FILE)
+        self.control = ControlPlane(
+            config, Registry(self._database), self.runtime, self.store, plugins
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; ``runtime.started`` is set once devices are polled."""
+        try:
+            await self.runtime.run(stop)
+        finally:
+            self._database.close()
