@@ -12,6 +12,7 @@ from gateway.cycle import Cycle
 from gateway.devices import GroupBase
 from gateway.protocols import Connector
 from gateway.runtime import Runtime
+from gateway.status import DeviceStatus
 from tests.support.processes import async_wait_until
 from tests.unit.fakes import FakeConnector, FakeSink, cycle
 
@@ -151,3 +152,38 @@ async def test_a_device_whose_connector_swallowed_the_cancellation_still_stops()
     async with asyncio.timeout(5):
         await task
     assert sink.stopped
+
+
+class SlowPublisher(FakeSink):
+    """A status publisher whose every call takes a broker round trip."""
+
+    def __init__(self, round_trip: float) -> None:
+        super().__init__()
+        self.round_trip = round_trip
+        self.calls: list[tuple[float, list[str]]] = []
+
+    async def publish_device_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
+        await asyncio.sleep(self.round_trip)
+        self.calls.append((asyncio.get_running_loop().time(), [s.device for s in statuses]))
+        await super().publish_device_statuses(statuses)
+
+
+async def test_every_status_is_refreshed_on_schedule_in_one_round_trip() -> None:
+    ids = [f"d{i:03}" for i in range(200)]
+    sink = SlowPublisher(round_trip=0.02)
+    # "flaky" loses its connection after every cycle: online, offline, online... meanwhile.
+    factory = Factory(flaky={"cycles": 1})
+    runtime = Runtime(config(*ids, "flaky", status_interval=0.5), [sink], {"modbus": factory})
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    await async_wait_until(lambda: loop.time() - begin > 2.6)
+    stop.set()
+    await task
+    refreshes = [at for at, devices in sink.calls if len(devices) == len(ids) + 1]
+    # Every device at once, every 0.5 s, though "flaky" changes all the time; 200 devices at
+    # 20 ms per round trip would take 4 s one by one.
+    assert len(refreshes) >= 4
+    assert max(b - a for a, b in itertools.pairwise(refreshes)) < 0.75
+    assert any(devices == ["flaky"] for _, devices in sink.calls)
