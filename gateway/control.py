@@ -146,9 +146,7 @@ class ControlPlane:
         try:
             device = self._devices.validate_python(merged)
         except ValidationError as exc:
-            raise ConfigError(
-                problems_from(exc, union_at_root=True, plugins=self.plugins)
-            ) from exc
+            raise ConfigError(problems_from(exc, union_at_root=True, plugins=self.plugins)) from exc
         await self.replace_device(device_id, device)
         return device
 

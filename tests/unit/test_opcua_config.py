@@ -111,6 +111,9 @@ MISTAKES = [
     ("devices/0/endpoint", "http://plc1", "devices[0].endpoint", "pattern"),
     ("devices/0/endpoint", _DELETE, "devices[0].endpoint", "Field required"),
     ("devices/0/timeout", 0, "devices[0].timeout", "greater than"),
+    # The one device base: an OPC UA measurement is checked like a Modbus one.
+    ("devices/0/measurement", "#x", "devices[0].measurement", "comment"),
+    ("devices/0/busy_retries", 11, "devices[0].busy_retries", "less than or equal"),
     ("devices/0/unit", 1, "devices[0].unit", "Extra inputs"),
     ("devices/0/type", "opcuaa", "devices[0].type", "opcua"),
     ("devices/0/profile", "drive", "devices[0].profile", "modbus profile"),
