@@ -96,6 +96,11 @@ class DeviceBase(BaseModel):
             raise ValueError("give either 'profile' or 'groups'")
         return self
 
+    @property
+    def address(self) -> str:
+        """Where the device is reached, in its protocol's words (for the page and the logs)."""
+        return ""
+
     def connection(self) -> dict[str, object]:
         """The settings that decide how the device is reached (not what is read from it): a
         changed device whose connection is unchanged keeps its link."""

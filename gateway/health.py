@@ -5,8 +5,9 @@
 - ``degraded``: the device answers, but some request failed, was answered busy (even if a retry
   then succeeded) or a standing problem is reported; it stays degraded until ``hold`` seconds
   pass without any, so a device busy one request in seven does not flap;
-- ``offline``: its link is down (the connector raised) or not one request of a cycle was
-  answered in time.
+- ``offline``: its link is down (the connector raised) or not one request of a cycle got its
+  values, busy answers aside (a busy device is there: it is degraded). A device back from
+  offline is online at once.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class DeviceHealth:
         if (
             failures
             and len(failures) >= cycle.requests
-            and all(f.kind is FailureKind.TIMEOUT for f in failures)
+            and all(f.kind is not FailureKind.BUSY for f in failures)
         ):
             status.state = _OFFLINE
             status.last_error = failures[0].reason

@@ -38,6 +38,7 @@ __all__ = [
     "PluginError",
     "Plugins",
     "ProtocolPlugin",
+    "RegistrationForm",
     "SinkConfigBase",
     "SinkPlugin",
     "installed",
@@ -110,6 +111,14 @@ class SinkPlugin(Protocol):
 
     def create(self, name: str, config: SinkConfigBase, context: PluginContext) -> Sink:
         """A sink called ``name`` (the key in the config's ``sinks``)."""
+
+
+@runtime_checkable
+class RegistrationForm(Protocol):
+    """Optional: the device fields the page asks for when a device is registered from a
+    profile (without it: the device model's required fields)."""
+
+    registration_fields: tuple[str, ...]
 
 
 @runtime_checkable

@@ -140,7 +140,7 @@ class ModbusProfile(ProfileBase):
 class ModbusDeviceConfig(DeviceBase):
     type: Literal["modbus"]
     transport: Literal["tcp", "rtu_over_tcp", "serial"] = "tcp"
-    host: str | None = Field(default=None, min_length=1)
+    host: str | None = Field(default=None, min_length=1, examples=["10.0.0.17"])
     port: int = Field(default=502, ge=1, le=65535)
     serial_port: str | None = Field(
         default=None, description="e.g. /dev/ttyUSB0 (transport serial)"
@@ -168,6 +168,11 @@ class ModbusDeviceConfig(DeviceBase):
         elif self.host is None:
             raise ValueError(f"transport {self.transport} needs 'host'")
         return self
+
+    @property
+    def address(self) -> str:
+        where = self.serial_port if self.transport == "serial" else f"{self.host}:{self.port}"
+        return f"{where} · unit {self.unit}"
 
     @property
     def endpoint(self) -> str:

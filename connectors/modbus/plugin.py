@@ -23,6 +23,7 @@ class ModbusPlugin:
     type = "modbus"
     device_model = ModbusDeviceConfig
     profile_model = ModbusProfile
+    registration_fields = ("host", "port", "unit")
 
     def check_groups(
         self, groups: Sequence[GroupBase], where: str, device: DeviceBase | None, context: str

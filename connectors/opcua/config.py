@@ -178,6 +178,7 @@ class OpcUaEndpointConfig(BaseModel):
     endpoint: str = Field(
         pattern=r"^opc\.tcp://[^/:\s]+(:\d{1,5})?(/\S*)?$",
         description="opc.tcp://host:port[/path]",
+        examples=["opc.tcp://10.0.0.20:4840"],
     )
     security: SecurityConfig = SecurityConfig()
     username: str | None = Field(default=None, min_length=1)
@@ -204,6 +205,10 @@ class OpcUaDeviceConfig(DeviceBase, OpcUaEndpointConfig):
         default=None, ge=1, description="Nodes per Read; default: the server's MaxNodesPerRead"
     )
     groups: list[OpcUaGroup] | None = None
+
+    @property
+    def address(self) -> str:
+        return self.endpoint
 
 
 def check_groups(groups: Sequence[OpcUaGroup], where: str) -> list[ConfigProblem]:

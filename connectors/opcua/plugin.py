@@ -19,6 +19,7 @@ class OpcUaPlugin:
     type = "opcua"
     device_model = OpcUaDeviceConfig
     profile_model = OpcUaProfile
+    registration_fields = ("endpoint",)
     command = "browse"
     command_help = "list the variables of an OPC UA server"
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api.auth import TokenBook
 from gateway.api.problems import install_problem_handlers
-from gateway.api.routes import devices, profiles, system, telemetry
+from gateway.api.routes import devices, profiles, protocols, system, telemetry
 from gateway.assembly import Gateway
 from gateway.metrics import RuntimeCollector
 
@@ -45,6 +45,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(devices.build_router(gateway.plugins))
     app.include_router(profiles.build_router(gateway.plugins))
+    app.include_router(protocols.build_router(gateway.plugins))
     app.include_router(telemetry.router)
     app.include_router(system.router)
 

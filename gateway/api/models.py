@@ -13,9 +13,11 @@ __all__ = [
     "BulkDevices",
     "DevicePage",
     "DevicePublic",
+    "FieldPublic",
     "HistoryPoint",
     "LatestValues",
     "ProfilePublic",
+    "ProtocolPublic",
     "StatusPublic",
     "TagHistory",
     "TagValue",
@@ -43,12 +45,29 @@ class StatusPublic(BaseModel):
 class DevicePublic(BaseModel):
     id: str
     type: str
+    address: str = Field(description="Where it is reached, in its protocol's words")
     source: Literal["file", "api"] = Field(description="file devices are read-only here")
     enabled: bool
     profile: str | None
     labels: dict[str, str]
     config: dict[str, Any] = Field(description="The device's configuration; secrets masked")
     status: StatusPublic
+
+
+class FieldPublic(BaseModel):
+    """One field of a protocol's device, as a form asks for it."""
+
+    name: str
+    kind: Literal["string", "integer", "number"]
+    required: bool
+    placeholder: str | None = Field(description="Its default, or what it is")
+
+
+class ProtocolPublic(BaseModel):
+    """An installed protocol plugin and what registering one of its devices asks for."""
+
+    type: str
+    fields: list[FieldPublic]
 
 
 class DevicePage(BaseModel):

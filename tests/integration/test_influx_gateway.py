@@ -169,7 +169,7 @@ def test_every_tag_lands_in_victoriametrics(
             # float32 tags, and VictoriaMetrics keeps about 12 significant digits
             assert series.values[-1] == pytest.approx(expected[tag], rel=1e-6), tag
     assert "Traceback" not in gateway.log()
-    assert "sinks: influxdb v2" in gateway.log()
+    assert "sinks: influxdb (influxdb)" in gateway.log()
 
 
 def served_input_reads(record: Path, since: int) -> int:

@@ -150,7 +150,7 @@ async def test_clean_stop_publishes_offline_and_the_will_is_not_used(
         async with running(config_for(mosquitto), gw) as sink:
             await watcher.wait_for_async(state_is("online"))
             stopped_ms = time.time() * 1000
-        mosquitto.process.wait_for_line(rf"Client {gw} disconnected\.$")  # clean: no will
+        mosquitto.process.wait_for_line(rf"Client {gw}\.mqtt disconnected\.$")  # clean: no will
         await sink.stop()  # idempotent: nothing more is sent
         assert not sink.connected
         watcher.barrier()
@@ -301,7 +301,7 @@ async def test_mqtt_5(mosquitto: Mosquitto) -> None:
             await watcher.wait_for_async(lambda m: m.topic.endswith("/press-1/status"))
         await watcher.wait_for_async(state_is("offline"))
     assert telemetry.payload == encode_telemetry(batch)
-    mosquitto.process.wait_for_line(rf"Client {gw} disconnected\.$")
+    mosquitto.process.wait_for_line(rf"Client {gw}\.mqtt disconnected\.$")
 
 
 @pytest.fixture
@@ -340,7 +340,7 @@ async def test_tls(certificates: dict[str, Path], tmp_path: Path) -> None:
             await sink.write(batches)  # every PUBACK is read through the SSL socket
         received = watcher.wait_for_count(f"gateway/{gw}/d/telemetry", len(batches))
         assert [m.payload for m in received] == [encode_telemetry(b) for b in batches]
-        broker.process.wait_for_line(rf"Client {gw} disconnected\.$")
+        broker.process.wait_for_line(rf"Client {gw}\.mqtt disconnected\.$")
 
 
 async def test_tls_refuses_a_broker_it_cannot_verify(

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from tests.support.gateway import ROOT, GatewayProcess
+from tests.support.gateway import ADMIN_TOKEN, ROOT, GatewayProcess
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_watch import MqttWatch
 
@@ -65,7 +66,32 @@ def test_a_device_of_a_test_plugin_runs_end_to_end(tmp_path: Path, mosquitto: Mo
     with MqttWatch(mosquitto.host, mosquitto.port, "gateway/gw-plug/#").start() as watch:
         gateway = GatewayProcess(tmp_path / "gw", config(mosquitto), env=PLUGIN_PATH).start()
         try:
-            gateway.wait_api()
+            url = gateway.wait_api()
+            # The control plane knows the plugin's type (and the page asks for its fields).
+            auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            protocols = httpx.get(f"{url}/api/v1/protocols", headers=auth, timeout=5).json()
+            fields = {p["type"]: [f["name"] for f in p["fields"]] for p in protocols}
+            assert fields == {
+                "modbus": ["host", "port", "unit"],
+                "opcua": ["endpoint"],
+                "counter": [],
+            }
+            created = httpx.post(
+                f"{url}/api/v1/devices",
+                json={"id": "c3", "type": "counter", "profile": "counting", "start": 7},
+                headers=auth,
+                timeout=5,
+            )
+            assert created.status_code == 201, created.text
+            refused = httpx.post(
+                f"{url}/api/v1/devices",
+                json={"id": "c4", "type": "counter", "profile": "counting", "start": "x"},
+                headers=auth,
+                timeout=5,
+            )
+            assert refused.status_code == 422
+            assert [e["field"] for e in refused.json()["errors"]] == ["start"]
+            watch.wait_for_count("gateway/gw-plug/c3/telemetry", 3)
             received = watch.wait_for_count("gateway/gw-plug/c1/telemetry", 10)
             values = [m.json()["values"] for m in received]
             assert all(v["m"] - 100 == 2 * (v["n"] - 100) for v in values)

@@ -30,8 +30,10 @@ RULES = [
     (cycle(2, retries=1), "degraded", "device busy: 1 request(s) answered only after a retry"),
     (cycle(2, BUSY), "degraded", BUSY.reason),
     (cycle(1, BUSY), "degraded", BUSY.reason),  # busy is never offline
-    (cycle(2, REFUSED, REFUSED), "degraded", REFUSED.reason),  # it answers: not offline
-    (cycle(1, GARBAGE), "degraded", GARBAGE.reason),
+    (cycle(2, REFUSED), "degraded", REFUSED.reason),
+    (cycle(2, REFUSED, REFUSED), "offline", REFUSED.reason),  # not one value
+    (cycle(1, GARBAGE), "offline", GARBAGE.reason),
+    (cycle(2, BUSY, REFUSED), "degraded", BUSY.reason),
     (cycle(2, TIMEOUT), "degraded", TIMEOUT.reason),
     (cycle(2, TIMEOUT, TIMEOUT), "offline", TIMEOUT.reason),  # nothing answered
     (cycle(1, standing="2 tag(s) unavailable"), "degraded", "2 tag(s) unavailable"),
@@ -53,6 +55,16 @@ def test_degraded_is_held_then_online_again() -> None:
         assert health.status.state.value == "degraded"
     health.cycle(cycle(1), 10.0)
     assert (health.status.state.value, health.status.last_error) == ("online", None)
+
+
+def test_back_from_offline_is_online_at_once() -> None:
+    health = DeviceHealth(DeviceStatus("d"), HOLD)
+    health.link_down("connection refused", 0.0)
+    health.cycle(cycle(1), 1.0)
+    assert health.status.state.value == "online"
+    health.cycle(cycle(1, TIMEOUT), 2.0)
+    health.cycle(cycle(1), 3.0)
+    assert health.status.state.value == "online"
 
 
 def test_counters_come_from_the_reports() -> None:

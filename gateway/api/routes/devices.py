@@ -36,6 +36,7 @@ def public(control: ControlPlane, device: DeviceConfig, source: Source) -> Devic
     return DevicePublic(
         id=device.id,
         type=device.type,
+        address=device.address,
         source=source,
         enabled=device.enabled,
         profile=device.profile,

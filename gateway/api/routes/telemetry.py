@@ -55,7 +55,9 @@ async def history(
     if start_ms > end_ms:
         raise ConfigError([ConfigProblem("query.start", "must not be after end")])
     if store.history is None:
-        raise ConfigError([ConfigProblem("history.enabled", "the local history is switched off")])
+        raise ConfigError(
+            [ConfigProblem("sinks.local.history.enabled", "the local history is switched off")]
+        )
     bucket_ms = bucket * 1000 if bucket else None
     samples = store.history.query(device_id, tag, start_ms, end_ms, bucket_ms)[-MAX_POINTS:]
     points = [HistoryPoint(ts=s.ts, value=s.value, min=s.min, max=s.max) for s in samples]

@@ -66,7 +66,8 @@ class CounterConnector:
             names = [tag.name for tag in group.tags]
             every = self.device.fail_every
             if every and self.polls % every == 0:
-                cycle = Cycle(bad_readings(self.device.id, names, "refused", now), now, requests=1)
+                # One of two requests refused: the device answers, so it is degraded.
+                cycle = Cycle(bad_readings(self.device.id, names, "refused", now), now, requests=2)
                 cycle.failures.append(Failure(FailureKind.REFUSED, "counter refused"))
             else:
                 values = [self.device.start + self.polls * tag.step for tag in group.tags]
