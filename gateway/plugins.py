@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Protocol, cast, runtime_checkable
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -41,6 +41,7 @@ __all__ = [
     "RegistrationForm",
     "SinkConfigBase",
     "SinkPlugin",
+    "groups_of_type",
     "installed",
 ]
 
@@ -66,6 +67,18 @@ class PluginContext:
 ConnectorFactory = Callable[[DeviceBase, Sequence[GroupBase]], Connector]
 """Builds the connector of one device from its configuration and its (or its profile's)
 groups; resources shared between devices (a link pool, a certificate) live in its closure."""
+
+
+G = TypeVar("G", bound=GroupBase)
+
+
+def groups_of_type(groups: Sequence[GroupBase], kind: builtins.type[G], device: str) -> list[G]:
+    """A device's groups as its protocol's group model (config validation ensures they are:
+    a device and its profile are of one protocol)."""
+    typed = [group for group in groups if isinstance(group, kind)]
+    if len(typed) != len(groups):
+        raise TypeError(f"device {device}: groups of another protocol than {kind.__name__}")
+    return typed
 
 
 class ProtocolPlugin(Protocol):

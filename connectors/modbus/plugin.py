@@ -13,7 +13,7 @@ from connectors.modbus.config import (
 )
 from gateway.devices import DeviceBase, GroupBase
 from gateway.errors import ConfigProblem
-from gateway.plugins import ConnectorFactory, PluginContext
+from gateway.plugins import ConnectorFactory, PluginContext, groups_of_type
 from gateway.protocols import Connector
 
 __all__ = ["PLUGIN", "ModbusPlugin"]
@@ -47,10 +47,7 @@ class ModbusPlugin:
 
         def build(device: DeviceBase, groups: Sequence[GroupBase]) -> Connector:
             assert isinstance(device, ModbusDeviceConfig)
-            typed = [group for group in groups if isinstance(group, ModbusGroup)]
-            if len(typed) != len(groups):
-                raise TypeError(f"device {device.id}: groups of another protocol than modbus")
-            return ModbusConnector(device, typed, links)
+            return ModbusConnector(device, groups_of_type(groups, ModbusGroup, device.id), links)
 
         return build
 

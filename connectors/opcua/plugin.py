@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from connectors.opcua.config import OpcUaDeviceConfig, OpcUaGroup, OpcUaProfile, check_groups
 from gateway.devices import DeviceBase, GroupBase
 from gateway.errors import ConfigProblem
-from gateway.plugins import ConnectorFactory, PluginContext
+from gateway.plugins import ConnectorFactory, PluginContext, groups_of_type
 from gateway.protocols import Connector
 
 __all__ = ["PLUGIN", "OpcUaPlugin"]
@@ -38,10 +38,7 @@ class OpcUaPlugin:
 
         def build(device: DeviceBase, groups: Sequence[GroupBase]) -> Connector:
             assert isinstance(device, OpcUaDeviceConfig)
-            typed = [group for group in groups if isinstance(group, OpcUaGroup)]
-            if len(typed) != len(groups):
-                raise TypeError(f"device {device.id}: groups of another protocol than opcua")
-            return OpcUaConnector(device, typed, pki)
+            return OpcUaConnector(device, groups_of_type(groups, OpcUaGroup, device.id), pki)
 
         return build
 

@@ -14,7 +14,7 @@ from pydantic import Field
 from gateway.cycle import Cycle, Failure, FailureKind
 from gateway.devices import DeviceBase, GroupBase, ProfileBase
 from gateway.errors import ConfigProblem
-from gateway.plugins import ConnectorFactory, PluginContext
+from gateway.plugins import ConnectorFactory, PluginContext, groups_of_type
 from gateway.protocols import Connector
 from gateway.reading import bad_readings, good_readings
 from gateway.schedule import PollScheduler, phase_of
@@ -100,7 +100,7 @@ class CounterPlugin:
     def connector_factory(self, context: PluginContext) -> ConnectorFactory:
         def build(device: DeviceBase, groups: Sequence[GroupBase]) -> Connector:
             assert isinstance(device, CounterDevice)
-            return CounterConnector(device, [g for g in groups if isinstance(g, CounterGroup)])
+            return CounterConnector(device, groups_of_type(groups, CounterGroup, device.id))
 
         return build
 
