@@ -114,10 +114,6 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # pymodbus logs every timeout and reconnect; the supervisors report state changes once.
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    # asyncua logs every request at INFO and a traceback for every lost connection.
-    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
 
 
 async def _run(config: GatewayConfig) -> int:

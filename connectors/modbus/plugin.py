@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from connectors.modbus.config import (
@@ -43,6 +44,8 @@ class ModbusPlugin:
         from connectors.modbus.connector import ModbusConnector
         from connectors.modbus.link import LinkPool
 
+        # pymodbus logs every timeout and reconnect; the runtime reports state changes once.
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         links = LinkPool()
 
         def build(device: DeviceBase, groups: Sequence[GroupBase]) -> Connector:

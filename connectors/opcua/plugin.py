@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 
 from connectors.opcua.config import OpcUaDeviceConfig, OpcUaGroup, OpcUaProfile, check_groups
@@ -34,6 +35,7 @@ class OpcUaPlugin:
         from connectors.opcua.connector import OpcUaConnector
         from connectors.opcua.security import ClientPki
 
+        _quiet_asyncua()
         pki = ClientPki(context.data_dir / "opcua" / "pki")
 
         def build(device: DeviceBase, groups: Sequence[GroupBase]) -> Connector:
@@ -50,7 +52,14 @@ class OpcUaPlugin:
     def run_command(self, args: argparse.Namespace) -> int:
         from connectors.opcua.browse import run_browse
 
+        _quiet_asyncua()
         return run_browse(args)
+
+
+def _quiet_asyncua() -> None:
+    """asyncua logs every request at INFO and a traceback for every lost connection; the
+    connector and ``browse`` say what went wrong in one line of their own."""
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
 
 
 PLUGIN = OpcUaPlugin()
