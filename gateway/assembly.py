@@ -14,7 +14,9 @@ from collections.abc import Iterator, Mapping
 
 from gateway.config import GatewayConfig
 from gateway.control import ControlPlane
+from gateway.datadir import DataDir
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.history import HISTORY_FILE
 from gateway.local_store import LocalStore
 from gateway.plugins import ConnectorFactory, PluginContext, Plugins, SinkConfigBase, installed
 from gateway.protocols import Sink
@@ -56,6 +58,14 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, plugins: Plugins | None = None) -> None:
         self.config = config
+        self.data_dir = DataDir(config.gateway.data_dir)
+        self.data_dir.lock()  # before anything touches the directory
+        self.data_dir.set_aside_if_damaged(
+            DATABASE_FILE,
+            "the outbox (batches not yet delivered) and the devices and profiles registered"
+            " over the API",
+        )
+        self.data_dir.set_aside_if_damaged(HISTORY_FILE, "the local history")
         self.plugins = plugins = plugins or installed()
         context = PluginContext(config.gateway.id, config.gateway.data_dir)
         sink_configs: dict[str, SinkConfigBase] = dict(config.sinks)
@@ -83,3 +93,4 @@ class Gateway:
             await self.runtime.run(stop)
         finally:
             self._database.close()
+            self.data_dir.release()

@@ -95,7 +95,10 @@ class SinkBuffer:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Write forever; cancelled by the runtime after drain()."""
+        """Write forever; cancelled by the runtime after drain(). Restartable: a write that
+        was under way when it died is written first."""
+        if self._inflight:
+            await self._write_inflight()
         while True:
             if self._queue:
                 self._take_chunk()

@@ -131,6 +131,7 @@ async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
     log.info("gateway %s: starting: %s", config.gateway.id, _summary(config))
     gateway = Gateway(config)
     running = asyncio.create_task(gateway.run(stop), name="gateway")
+    running.add_done_callback(lambda _: stop.set())  # a gateway that fails stops the API too
     if config.api.enabled:
         from gateway.api.app import create_app
         from gateway.api.server import serve_api

@@ -8,7 +8,9 @@ the last hours are at hand without any external database.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.reading import Batch, Quality
 from gateway.registry import open_database
 
-__all__ = ["History", "HistoryConfig", "Sample"]
+__all__ = ["HISTORY_FILE", "History", "HistoryConfig", "Sample"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,11 @@ CREATE TABLE IF NOT EXISTS samples (
     PRIMARY KEY (series, ts)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
 """
+
+
+HISTORY_FILE = "history.db"
+"""The local history's own SQLite file in the data directory: its pruning never holds a lock
+the outbox waits for, and its size bound counts only its own pages."""
 
 
 class HistoryConfig(BaseModel):
@@ -77,6 +84,10 @@ class History:
         """Per (device, first tag of a batch): when that group was last sampled."""
         self._pending: list[tuple[int, int, float]] = []
         self.written = 0
+        self.skipped = 0
+        """Values not kept: NaN and infinities (a number no chart can draw)."""
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "history-reader")
+        """Queries run here, one at a time, never on the event loop."""
 
     def add(self, batch: Batch) -> None:
         """Take the numeric good readings of a batch (cheap; the write happens in flush()).
@@ -96,12 +107,17 @@ class History:
         for _, tag, value, quality, source_ns, _, _ in readings:
             if quality is bad or type(value) not in _NUMERIC:
                 continue
+            number = float(value)  # type: ignore[arg-type]
+            if not math.isfinite(number):
+                self.skipped += 1  # SQLite would store NaN as NULL, which samples refuse
+                continue
             sid = series.get((device, tag))
             if sid is None:
                 sid = self._new_series((device, tag))
-            pending.append((sid, source_ns // 1_000_000, float(value)))  # type: ignore[arg-type]
+            pending.append((sid, source_ns // 1_000_000, number))
 
     def close(self) -> None:
+        self._reader.shutdown(wait=True)
         self._db.close()
         self._writer.close()
 
@@ -158,12 +174,19 @@ class History:
             )
             log.warning("history: over %d MB; dropped the oldest tenth", self.config.max_mb)
 
-    def query(
+    async def query(
         self, device: str, tag: str, start_ms: int, end_ms: int, bucket_ms: int | None = None
     ) -> list[Sample]:
+        """Samples of one tag, off the event loop."""
+        loop = asyncio.get_running_loop()
         sid = self._series.get((device, tag))
         if sid is None:
             return []
+        return await loop.run_in_executor(
+            self._reader, self._query, sid, start_ms, end_ms, bucket_ms
+        )
+
+    def _query(self, sid: int, start_ms: int, end_ms: int, bucket_ms: int | None) -> list[Sample]:
         if not bucket_ms:
             rows = self._db.execute(
                 "SELECT ts, value FROM samples WHERE series = ? AND ts BETWEEN ? AND ? ORDER BY ts",

@@ -7,8 +7,7 @@ recent history (gateway/history.py). It sits behind the runtime's buffer like an
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from operator import itemgetter
 
 import orjson
@@ -41,11 +40,12 @@ class LocalStore:
         self.history = history
         self.latest: dict[str, dict[str, Reading]] = {}
         self._subscribers: set[_Subscriber] = set()
-        self._history_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self.history is not None:
-            self._history_task = asyncio.create_task(self.history.run(), name="history")
+        pass
+
+    def background_tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        return {} if self.history is None else {"history": self.history.run}
 
     async def write(self, batches: Sequence[Batch]) -> None:
         latest = self.latest
@@ -103,11 +103,7 @@ class LocalStore:
         self.latest.pop(device, None)
 
     async def stop(self) -> None:
-        if self._history_task is not None:
-            self._history_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._history_task
-            self._history_task = None
+        """After the runtime stopped the history's task: the last samples are kept."""
         if self.history is not None:
             await self.history.flush()
             self.history.close()

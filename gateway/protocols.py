@@ -5,14 +5,21 @@ Optional capabilities are explicit Protocols, checked with ``isinstance``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from gateway.cycle import Cycle
 from gateway.reading import Batch
 from gateway.status import DeviceStatus
 
-__all__ = ["Connectable", "Connector", "CountsRejections", "Sink", "StatusPublisher"]
+__all__ = [
+    "Connectable",
+    "Connector",
+    "CountsRejections",
+    "HasBackgroundTasks",
+    "Sink",
+    "StatusPublisher",
+]
 
 
 class Connector(Protocol):
@@ -63,6 +70,14 @@ class StatusPublisher(Protocol):
         device)."""
 
     async def clear_device_status(self, device: str) -> None: ...
+
+
+@runtime_checkable
+class HasBackgroundTasks(Protocol):
+    """Sinks with work of their own while they run (the local store flushes its history):
+    the runtime runs each as a core task, restarted if it dies, shown in /healthz."""
+
+    def background_tasks(self) -> Mapping[str, Callable[[], Awaitable[None]]]: ...
 
 
 @runtime_checkable

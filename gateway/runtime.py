@@ -9,28 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from gateway.backoff import Backoff
 from gateway.buffer import SinkBuffer
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.cycle import Cycle
-from gateway.errors import SinkError
+from gateway.errors import GatewayError, SinkError
 from gateway.health import DeviceHealth
 from gateway.normalize import ReportFilter
 from gateway.outbox import Outbox
 from gateway.plugins import ConnectorFactory
-from gateway.protocols import Sink, StatusPublisher
+from gateway.protocols import HasBackgroundTasks, Sink, StatusPublisher
 from gateway.reading import Batch
 from gateway.registry import DATABASE_FILE
 from gateway.status import DeviceState, DeviceStatus
 from gateway.supervisor import DeviceSupervisor
 
-__all__ = ["Runtime"]
+__all__ = ["CoreTaskFailed", "Runtime"]
 
 log = logging.getLogger(__name__)
+
+_MAX_DEATHS = 5
+_DEATH_WINDOW = 60.0
+"""A core task that dies this many times within this many seconds stops the gateway."""
+
+
+class CoreTaskFailed(GatewayError):
+    """A core task keeps dying: the process exits non-zero and its supervisor restarts it."""
 
 
 class _Device:
@@ -45,8 +55,9 @@ class _Device:
 class _StatusChannel:
     """The devices whose retained status one publisher still has to publish."""
 
-    def __init__(self, publisher: StatusPublisher) -> None:
+    def __init__(self, publisher: StatusPublisher, name: str) -> None:
         self.publisher = publisher
+        self.name = name
         self.dirty: set[str] = set()
         self.wakeup = asyncio.Event()
 
@@ -75,9 +86,15 @@ class Runtime:
         ]
         self.devices: dict[str, _Device] = {}
         self._factories = factories
-        self._channels = [_StatusChannel(s) for s in self.sinks if isinstance(s, StatusPublisher)]
+        self._channels = [
+            _StatusChannel(s, s.name) for s in self.sinks if isinstance(s, StatusPublisher)
+        ]
         self._tasks: asyncio.TaskGroup | None = None
         self.started = asyncio.Event()
+        self.down: dict[str, str] = {}
+        """Core tasks that died and wait for their restart, with the reason (see /healthz)."""
+        self.restarts: dict[str, int] = {}
+        """Restarts of each core task since the start."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
@@ -87,27 +104,71 @@ class Runtime:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 workers = [
-                    tasks.create_task(buffer.run(), name=f"sink:{buffer.sink.name}")
-                    for buffer in self.buffers
+                    tasks.create_task(self._keep_running(name, work), name=name)
+                    for name, work in self._core_tasks().items()
                 ]
-                workers += [
-                    tasks.create_task(self._publish_statuses(channel), name="status")
-                    for channel in self._channels
-                ]
-                if self.outbox is not None:
-                    workers.append(tasks.create_task(self._keep_outbox(), name="outbox"))
                 for device in self.config.devices:
                     if device.enabled:
                         self.add_device(device)
                 self.started.set()
                 await stop.wait()
                 await self._shutdown(workers)
+        except* CoreTaskFailed as failed:
+            raise failed.exceptions[0] from None
         finally:
             self._tasks = None
             for sink in self.sinks:
                 await sink.stop()
             if self.outbox is not None:
                 self.outbox.close()
+
+    def _core_tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """What must run as long as the gateway runs, by name (the names /healthz shows)."""
+        core: dict[str, Callable[[], Awaitable[None]]] = {
+            f"sink:{buffer.sink.name}": buffer.run for buffer in self.buffers
+        }
+        for channel in self._channels:
+            core[f"status:{channel.name}"] = functools.partial(self._publish_statuses, channel)
+        if self.outbox is not None:
+            core["outbox"] = self._keep_outbox
+        for sink in self.sinks:
+            if isinstance(sink, HasBackgroundTasks):
+                for name, work in sink.background_tasks().items():
+                    core[f"{sink.name}:{name}"] = work
+        return core
+
+    async def _keep_running(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run a core task as long as the runtime runs. If it dies, its traceback is logged at
+        once, /healthz says so while it is down, and it is restarted after a backoff; if it
+        dies again and again (``_MAX_DEATHS`` times within ``_DEATH_WINDOW`` s), the gateway
+        stops with an error, so that systemd restarts the whole process."""
+        backoff = Backoff(self.config.runtime.retry_min, self.config.runtime.retry_max)
+        loop = asyncio.get_running_loop()
+        deaths: deque[float] = deque()
+        while True:
+            try:
+                await work()
+                raise RuntimeError("it returned, though it should run until stopped")
+            except Exception as exc:  # a core task's boundary: it must never die silently
+                now = loop.time()
+                deaths.append(now)
+                while deaths[0] < now - _DEATH_WINDOW:
+                    deaths.popleft()
+                reason = f"{type(exc).__name__}: {exc}"
+                self.down[name] = reason
+                if len(deaths) >= _MAX_DEATHS:
+                    log.critical(
+                        "core task %s died %d times within %g s; stopping the gateway",
+                        name,
+                        len(deaths),
+                        _DEATH_WINDOW,
+                        exc_info=exc,
+                    )
+                    raise CoreTaskFailed(f"core task {name} keeps failing: {reason}") from exc
+                log.error("core task %s died; restarting it: %s", name, reason, exc_info=exc)
+                await asyncio.sleep(backoff.next_delay())
+                del self.down[name]
+                self.restarts[name] = self.restarts.get(name, 0) + 1
 
     def add_device(self, device: DeviceConfig, status: DeviceStatus | None = None) -> None:
         """Start polling a device (``status`` carries its counters over from a replaced one)."""

@@ -51,14 +51,13 @@ class LocalStorePlugin:
     config_model = LocalStoreConfig
 
     def create(self, name: str, config: SinkConfigBase, context: PluginContext) -> Sink:
-        from gateway.history import History
+        from gateway.history import HISTORY_FILE, History
         from gateway.local_store import LocalStore
-        from gateway.registry import DATABASE_FILE
 
         assert isinstance(config, LocalStoreConfig)
         history = None
         if config.history.enabled:
-            history = History(context.data_dir / DATABASE_FILE, config.history)
+            history = History(context.data_dir / HISTORY_FILE, config.history)
         return LocalStore(history, name)
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
+import orjson
+
 from gateway.history import History, HistoryConfig
+from gateway.outbox import decode_batch, encode_batch
 from gateway.reading import Batch, Quality, Reading
+from gateway.sinks.line_protocol import LineEncoder
+from gateway.sinks.mqtt_payload import encode_telemetry
 
 MS = 1_000_000
 
@@ -27,11 +33,14 @@ async def test_samples_are_thinned_typed_and_downsampled(tmp_path: Path) -> None
     bad = Reading("dev", "speed", None, Quality.BAD, (start + 20_000) * MS, 0, "timeout")
     history.add(Batch("dev", [bad], 0))
     await history.flush()
-    raw = history.query("dev", "speed", start, start + 60_000)
+    raw = await history.query("dev", "speed", start, start + 60_000)
     assert [s.value for s in raw] == [float(i) for i in range(0, 20, 2)]
-    assert [s.value for s in history.query("dev", "on", start, start + 60_000)][:2] == [1.0, 1.0]
-    assert history.query("dev", "name", start, start + 60_000) == []
-    buckets = history.query("dev", "speed", start, start + 60_000, bucket_ms=5000)
+    assert [s.value for s in await history.query("dev", "on", start, start + 60_000)][:2] == [
+        1.0,
+        1.0,
+    ]
+    assert await history.query("dev", "name", start, start + 60_000) == []
+    buckets = await history.query("dev", "speed", start, start + 60_000, bucket_ms=5000)
     assert [(b.min, b.max) for b in buckets][:2] in (
         [(0.0, 8.0), (10.0, 18.0)],
         [(0.0, 4.0), (6.0, 14.0)],
@@ -52,5 +61,28 @@ async def test_series_survive_a_restart_and_old_samples_are_pruned(tmp_path: Pat
     history._prune()
     history.close()
     reopened = History(path, HistoryConfig(min_interval=0))
-    assert [s.value for s in reopened.query("dev", "t", 0, now)] == [2.0]
+    assert [s.value for s in await reopened.query("dev", "t", 0, now)] == [2.0]
     reopened.close()
+
+
+async def test_nan_infinities_arrays_and_none_never_break_a_store(tmp_path: Path) -> None:
+    """One batch with every value a store may choke on: the history skips and counts what it
+    cannot keep, the outbox round-trips it, the sinks' encoders take it."""
+    history = History(tmp_path / "h.db", HistoryConfig(min_interval=0))
+    now = int(time.time() * 1000)
+    odd = batch(now, nan=math.nan, up=math.inf, down=-math.inf, array=[1, 2], none=None, fine=1.5)
+    history.add(odd)
+    await history.flush()
+    history.add(batch(now + 1000, fine=2.5))  # and it keeps working afterwards
+    await history.flush()
+    assert history.skipped == 3
+    assert [s.value for s in await history.query("dev", "fine", 0, now + 2000)] == [1.5, 2.5]
+    assert await history.query("dev", "nan", 0, now + 2000) == []
+    history.close()
+    back = decode_batch(encode_batch(odd))
+    assert [r.value for r in back.readings][3:] == [[1, 2], None, 1.5]
+    assert [r.value for r in back.readings][:3] == [None, None, None]  # JSON has no NaN
+    assert orjson.loads(encode_telemetry(odd))["values"]["nan"] is None
+    encoder = LineEncoder("gw", "m", "ms", unsigned=True)
+    assert b"fine=1.5" in encoder.encode([odd]).body
+    assert encoder.skipped_values == 5

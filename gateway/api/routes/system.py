@@ -15,10 +15,14 @@ __all__ = ["router"]
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is alive and its event loop answers."""
-    return {"status": "ok"}
+@router.get("/healthz", responses={503: {"description": "A core task is down"}})
+async def healthz(runtime: GatewayRuntime) -> JSONResponse:
+    """The process is alive, its event loop answers and every core task runs (a sink's
+    worker, a status publisher, the outbox keeper, the history): 503 names the ones that died
+    and wait for their restart."""
+    if runtime.down:
+        return JSONResponse({"status": "failing", "tasks": runtime.down}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/readyz", responses={503: {"description": "A sink is not ready"}})

@@ -59,7 +59,7 @@ async def history(
             [ConfigProblem("sinks.local.history.enabled", "the local history is switched off")]
         )
     bucket_ms = bucket * 1000 if bucket else None
-    samples = store.history.query(device_id, tag, start_ms, end_ms, bucket_ms)[-MAX_POINTS:]
+    samples = (await store.history.query(device_id, tag, start_ms, end_ms, bucket_ms))[-MAX_POINTS:]
     points = [HistoryPoint(ts=s.ts, value=s.value, min=s.min, max=s.max) for s in samples]
     return TagHistory(
         device=device_id, tag=tag, start=start_ms, end=end_ms, bucket_ms=bucket_ms, points=points
