@@ -76,12 +76,14 @@ class SinkBuffer:
         return self.last_error is None
 
     def put(self, batch: Batch, row_id: int = 0) -> None:
+        """``row_id``: the batch's outbox id; 0 when it is not in the outbox (no outbox, or
+        the outbox could not store it)."""
         self._queue.append((row_id, batch))
         self._queued_readings += len(batch.readings)
         while self._queued_readings > self._max_readings and len(self._queue) > 1:
-            _, oldest = self._queue.popleft()
+            oldest_id, oldest = self._queue.popleft()
             self._queued_readings -= len(oldest.readings)
-            if self._outbox is not None:
+            if oldest_id:
                 self.backlog = True  # still on disk: replayed when the sink is back
                 continue
             if not self.dropped_readings:
@@ -165,7 +167,7 @@ class SinkBuffer:
                 )
                 self.failed_writes += 1
                 self.dropped_readings += readings
-                self._settled(readings)
+                self._settled()
                 return
             if self.last_error is not None:
                 log.info(
@@ -181,7 +183,8 @@ class SinkBuffer:
                 self.latency.observe((now - batch.cycle_ns) / 1e9)
             # Dropped by the outbox's bounds during this write: delivered after all, but
             # already counted as dropped (an over-count, never an undercount).
-            self._settled(readings - self._forget_dropped())
+            self._forget_dropped()
+            self._settled()
             return
 
     def _forget_dropped(self) -> int:
@@ -190,15 +193,21 @@ class SinkBuffer:
         if self._outbox is None:
             return 0
         name, outbox = self.sink.name, self._outbox
-        dropped = [entry for entry in self._inflight if outbox.settled(name, entry[0])]
+        dropped = [entry for entry in self._inflight if entry[0] and outbox.settled(name, entry[0])]
         if not dropped:
             return 0
-        self._inflight = [entry for entry in self._inflight if not outbox.settled(name, entry[0])]
+        self._inflight = [
+            entry for entry in self._inflight if not entry[0] or not outbox.settled(name, entry[0])
+        ]
         return sum(len(batch.readings) for _, batch in dropped)
 
-    def _settled(self, readings: int) -> None:
+    def _settled(self) -> None:
+        """The write in flight is done with (delivered or given up): confirm what of it is in
+        the outbox."""
         if self._outbox is not None:
-            self._outbox.confirm(self.sink.name, (row_id for row_id, _ in self._inflight), readings)
+            stored = [(row_id, len(batch.readings)) for row_id, batch in self._inflight if row_id]
+            ids = (row_id for row_id, _ in stored)
+            self._outbox.confirm(self.sink.name, ids, sum(count for _, count in stored))
         self._inflight = []
 
     def _failed(self, exc: SinkError) -> None:

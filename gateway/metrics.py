@@ -103,3 +103,25 @@ class RuntimeCollector(Collector):
             failures.add_metric(sink, buffer.failed_writes)
             latency.add_metric(sink, buckets=buffer.latency.buckets(), sum_value=buffer.latency.sum)
         yield from (depth, written, dropped, failures, latency, rejected, skipped, backlog_age)
+        yield from self._storage_and_tasks()
+
+    def _storage_and_tasks(self) -> Iterator[Metric]:
+        runtime = self._runtime
+        unstored = CounterMetricFamily(
+            "gateway_outbox_unstored_readings",
+            "Readings the outbox could not store (sent live, not kept for a replay), by reason",
+            labels=["reason"],
+        )
+        if runtime.outbox is not None:
+            for reason, count in runtime.outbox.unstored_readings.items():
+                unstored.add_metric([reason], count)
+        restarts = CounterMetricFamily(
+            "gateway_core_task_restarts", "Restarts of core tasks that died", labels=["task"]
+        )
+        for task, count in runtime.restarts.items():
+            restarts.add_metric([task], count)
+        down = GaugeMetricFamily(
+            "gateway_core_tasks_down", "Core tasks that died and wait for their restart"
+        )
+        down.add_metric([], len(runtime.down))
+        yield from (unstored, restarts, down)

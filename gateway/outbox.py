@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import bisect
 import logging
+import shutil
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -51,6 +53,12 @@ class OutboxConfig(BaseModel):
     max_age_hours: float = Field(default=168.0, gt=0, description="Older batches are dropped")
     drain_rate: int = Field(
         default=50_000, ge=100, description="Readings per second replayed to a sink after an outage"
+    )
+    min_free_mb: int = Field(
+        default=64,
+        ge=0,
+        description="Free space kept on the data dir's file system: below it the oldest"
+        " batches are dropped (counted) to make room",
     )
 
 
@@ -154,8 +162,13 @@ class Outbox:
         self.pending_readings = {sink: self._count_pending(sink) for sink in self._sinks}
         self.dropped_readings = dict.fromkeys(self._sinks, 0)
         self.size = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
-        """Bytes of stored batches (the file also holds the registry and the history)."""
+        """Bytes of stored batches (the file also holds the registry)."""
+        self._directory = path.parent
         self._bound_logged = False
+        self.unstored_readings: dict[str, int] = {}
+        """Readings accepted but not stored, by reason (``disk_full``, ``write_error``): still
+        handed to the sinks live, but not kept for a replay."""
+        self._failing: str | None = None
         self.persist()
 
     def _count_pending(self, sink: str) -> int:
@@ -166,13 +179,35 @@ class Outbox:
         return sum(readings for row_id, readings in rows if row_id not in acked)
 
     def append(self, batch: Batch) -> int:
-        """Store a batch; its id. Called before any sink is handed the batch."""
+        """Store a batch; its id, or 0 when it could not be stored (counted by reason in
+        ``unstored_readings``, logged once per outage). Called before any sink is handed it."""
         count = len(batch.readings)
         document = encode_batch(batch)
-        cursor = self._db.execute(
-            "INSERT INTO outbox (cycle_ms, readings, size, doc) VALUES (?, ?, ?, ?)",
-            (batch.cycle_ns // 1_000_000, count, len(document), document),
-        )
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO outbox (cycle_ms, readings, size, doc) VALUES (?, ?, ?, ?)",
+                (batch.cycle_ns // 1_000_000, count, len(document), document),
+            )
+        except sqlite3.OperationalError as exc:
+            reason = "disk_full" if "full" in str(exc) else "write_error"
+            self.unstored_readings[reason] = self.unstored_readings.get(reason, 0) + count
+            if self._failing is None:
+                log.error(
+                    "outbox: cannot store batches in %s (%s): they still go to the sinks live"
+                    " but are not kept for a replay; counted as unstored (%s) until it works"
+                    " again",
+                    self._directory,
+                    exc,
+                    reason,
+                )
+            self._failing = reason
+            return 0
+        if self._failing is not None:
+            log.warning(
+                "outbox: storing batches again (%s readings not stored meanwhile)",
+                self.unstored_readings,
+            )
+            self._failing = None
         self.size += len(document)
         for sink in self._sinks:
             self.pending_readings[sink] += count
@@ -223,7 +258,16 @@ class Outbox:
         return None
 
     def persist(self) -> None:
-        """Save the confirmations and delete the rows every sink has confirmed."""
+        """Save the confirmations and delete the rows every sink has confirmed. When the disk
+        refuses, they stay in memory and the next call tries again."""
+        try:
+            self._persist()
+        except sqlite3.OperationalError as exc:
+            if self._failing is None:
+                log.error("outbox: cannot save confirmations in %s: %s", self._directory, exc)
+            self._failing = "disk_full" if "full" in str(exc) else "write_error"
+
+    def _persist(self) -> None:
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM outbox_acks")
@@ -242,9 +286,19 @@ class Outbox:
                 self._delete(lo, hi)
 
     def enforce_bounds(self) -> None:
-        """Drop the oldest rows past the size or age bound, counting the loss per sink."""
+        """Drop the oldest rows past the size, age or free-space bound, counting the loss per
+        sink (rows dropped for space leave pages in the file that new rows reuse)."""
+        try:
+            self._enforce_bounds()
+        except sqlite3.OperationalError as exc:
+            log.error("outbox: cannot enforce its bounds in %s: %s", self._directory, exc)
+
+    def _enforce_bounds(self) -> None:
         cutoff = int((time.time() - self.config.max_age_hours * 3600) * 1000)
         excess = self.size - self.config.max_mb * 1024 * 1024
+        short = self.config.min_free_mb * 1024 * 1024 - shutil.disk_usage(self._directory).free
+        if short > 0 or self._failing == "disk_full":
+            excess = max(excess, short, self.size // 10)
         dropped_any = False
         while True:
             rows = self._db.execute(
@@ -264,9 +318,11 @@ class Outbox:
                 break
         if dropped_any and not self._bound_logged:
             log.warning(
-                "outbox: over %d MB or %g h; dropping the oldest batches (counted per sink)",
+                "outbox: over %d MB, older than %g h, or less than %d MB free; dropping the"
+                " oldest batches (counted per sink)",
                 self.config.max_mb,
                 self.config.max_age_hours,
+                self.config.min_free_mb,
             )
         self._bound_logged = dropped_any
 

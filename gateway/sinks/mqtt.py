@@ -74,14 +74,16 @@ class MqttSink:
     connecting, because MQTT fixes the will when the connection opens.
     """
 
-    durable = True
-
     def __init__(self, config: MqttConfig, gateway_id: str, name: str = "mqtt") -> None:
         if not gateway_id or any(c in gateway_id for c in "/+#"):
             raise ConfigError(
                 [ConfigProblem("gateway_id", "must be one MQTT topic level: no '/', '+' or '#'")]
             )
         self.name = name
+        self.durable = config.qos > 0
+        """QoS 0 has no acknowledgement to wait for: a message counts as delivered once it is
+        written to the socket, so replaying an outbox for it would promise what it cannot keep.
+        At QoS 0 the sink is at-most-once and not behind the outbox."""
         self._client_id = config.client_id or f"{gateway_id}.{name}"
         self._config = config
         self._gateway_id = gateway_id
@@ -101,6 +103,13 @@ class MqttSink:
         """Start connecting in the background; raise SinkError only if TLS files are unusable."""
         if self._supervisor is not None:
             return
+        if not self.durable:
+            log.warning(
+                "sink %s: QoS 0 is at-most-once (nothing to confirm): not behind the outbox,"
+                " so what is sent during an outage or a crash may be lost; use qos 1 for"
+                " at-least-once",
+                self.name,
+            )
         if self._config.tls is not None:
             self._tls = _tls_context(self._config.tls)
         self._supervisor = asyncio.create_task(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +215,54 @@ async def test_what_the_bounds_drop_is_not_also_written_from_memory(
     written = [b.cycle_ns - start for b in sink.written]
     assert written == list(range(1000 - len(written), 1000)), "the oldest went, and only they"
     assert buffer.written_readings + buffer.dropped == 1000 * 50
+
+
+class FullDisk:
+    """The outbox's connection on a disk that fills up: writes fail while ``full``."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.full = False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if self.full and sql.lstrip().startswith(("INSERT", "DELETE")):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.db.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.db.__exit__(*exc)
+
+
+async def test_a_full_disk_costs_the_replay_not_the_live_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = Outbox(tmp_path / "g.db", ["fake"], CONFIG)
+    disk = FullDisk(outbox._db)
+    outbox._db = disk  # type: ignore[assignment]
+    sink = FakeSink()
+    buffer = SinkBuffer(sink, RuntimeConfig(), outbox)
+    worker = asyncio.create_task(buffer.run())
+    stored = outbox.append(batch("d", [1.0, 2.0]))
+    buffer.put(batch("d", [1.0, 2.0]), stored)
+    disk.full = True
+    with caplog.at_level(logging.ERROR):
+        for i in range(5):
+            row_id = outbox.append(batch("d", [float(i)] * 3))
+            assert row_id == 0
+            buffer.put(batch("d", [float(i)] * 3), row_id)
+        outbox.persist()  # refused too: the confirmations wait in memory
+    assert outbox.unstored_readings == {"disk_full": 15}
+    assert len([m for m in caplog.messages if "cannot store batches" in m]) == 1
+    await async_wait_until(lambda: len(sink.written) == 6)  # live data still flows
+    assert outbox.pending_readings == {"fake": 0}
+    disk.full = False
+    assert outbox.append(batch("d", [9.0])) > stored
+    outbox.persist()
+    worker.cancel()
+    outbox.close()

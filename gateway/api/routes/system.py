@@ -35,7 +35,15 @@ async def readyz(runtime: GatewayRuntime) -> JSONResponse:
             problems[buffer.sink.name] = "not connected"
         elif not buffer.healthy:
             problems[buffer.sink.name] = buffer.last_error or "failing"
-    body = {"status": "ready" if not problems else "not ready", "sinks": problems}
+    delivery = {
+        buffer.sink.name: "at-least-once" if buffer.sink.durable else "at-most-once"
+        for buffer in runtime.buffers
+    }
+    body = {
+        "status": "ready" if not problems else "not ready",
+        "sinks": problems,
+        "delivery": delivery,
+    }
     return JSONResponse(body, status_code=503 if problems else 200)
 
 
