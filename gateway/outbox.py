@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,6 +54,11 @@ class OutboxConfig(BaseModel):
     max_age_hours: float = Field(default=168.0, gt=0, description="Older batches are dropped")
     drain_rate: int = Field(
         default=50_000, ge=100, description="Readings per second replayed to a sink after an outage"
+    )
+    sync: Literal["normal", "full"] = Field(
+        default="normal",
+        description="full: every stored batch survives a power cut (an fsync per batch);"
+        " normal: a power cut may lose the last commits, a crash of the process loses nothing",
     )
     min_free_mb: int = Field(
         default=64,
@@ -151,6 +157,7 @@ class Outbox:
     def __init__(self, path: Path, sinks: Sequence[str], config: OutboxConfig) -> None:
         self.config = config
         self._db = open_database(path)
+        self._db.execute(f"PRAGMA synchronous={config.sync.upper()}")
         self._db.executescript(_SCHEMA)
         self._sinks = list(sinks)
         last_id = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
