@@ -77,7 +77,7 @@ async def measure(
         batch = Batch("dev", readings, now)
         report.apply(batch)
         if outbox is not None:
-            outbox.confirm("mqtt", [outbox.append(batch)], len(readings))
+            outbox.confirm("mqtt", await outbox.store([batch]), len(readings))
         encode_telemetry(batch)
         if store is not None:
             await store.write([batch])
@@ -91,6 +91,9 @@ async def run(args: argparse.Namespace) -> str:
         outbox = Outbox(Path(tmp) / "g.db", ["mqtt"], OutboxConfig())
         durable = await measure(args.tags, False, args.rounds, outbox=outbox)
         outbox.close()
+        outbox = Outbox(Path(tmp) / "full.db", ["mqtt"], OutboxConfig(sync="full"))
+        synced = await measure(args.tags, False, args.rounds, outbox=outbox)
+        outbox.close()
         local = {}
         for every in (0.0, 5.0):
             history = History(Path(tmp) / f"h{every}.db", HistoryConfig(min_interval=every))
@@ -101,6 +104,7 @@ async def run(args: argparse.Namespace) -> str:
         f"pipeline tags={args.tags} uint16={plain:.3f}us/value "
         f"mixed_types_and_orders={mixed:.3f}us/value "
         f"uint16+outbox={durable:.3f}us/value "
+        f"uint16+outbox(sync_full)={synced:.3f}us/value "
         f"uint16+local_store(history_every_cycle)={local[0.0]:.3f}us/value "
         f"uint16+local_store(history_default_5s)={local[5.0]:.3f}us/value"
     )

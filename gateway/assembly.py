@@ -83,14 +83,14 @@ class Gateway:
         self.store = stores[0]
         self.runtime = Runtime(config, self.sinks, _Factories(plugins, context))
         self._database = open_database(config.gateway.data_dir / DATABASE_FILE)
-        self.control = ControlPlane(
-            config, Registry(self._database), self.runtime, self.store, plugins
-        )
+        self._registry = Registry(self._database)
+        self.control = ControlPlane(config, self._registry, self.runtime, self.store, plugins)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; ``runtime.started`` is set once devices are polled."""
         try:
             await self.runtime.run(stop)
         finally:
+            self._registry.close()
             self._database.close()
             self.data_dir.release()

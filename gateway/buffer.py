@@ -1,7 +1,7 @@
 """The runtime's buffer in front of one sink: bounded, batched, retried with backoff.
 
 Sinks never buffer or retry themselves. A batch being written is held until the sink confirms
-it. Without an outbox, past ``buffer_max_readings`` the oldest batches are dropped and counted.
+it. Without an outbox, past ``buffer_max_mb`` the oldest batches are dropped and counted.
 With the durable outbox (gateway/outbox.py) nothing is dropped here: the batches that do not fit
 in memory stay on disk, and once the sink is back they are replayed oldest first at
 ``outbox.drain_rate`` readings per second, interleaved with live batches, which keep flowing
@@ -83,7 +83,7 @@ class SinkBuffer:
         while self._queued_readings > self._max_readings and len(self._queue) > 1:
             oldest_id, oldest = self._queue.popleft()
             self._queued_readings -= len(oldest.readings)
-            if oldest_id:
+            if oldest_id and self._outbox is not None:
                 self.backlog = True  # still on disk: replayed when the sink is back
                 continue
             if not self.dropped_readings:
@@ -134,7 +134,7 @@ class SinkBuffer:
             await asyncio.sleep(-self._tokens / self._drain_rate)  # the rate limit itself
             return True
         below = self._queue[0][0] if self._queue else None
-        entries = self._outbox.backlog(self.sink.name, below, max(int(self._tokens), 1))
+        entries = await self._outbox.backlog(self.sink.name, below, max(int(self._tokens), 1))
         if not entries:
             return False
         self._inflight = entries

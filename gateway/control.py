@@ -120,7 +120,7 @@ class ControlPlane:
             seen.add(device.id)
         candidate = [*self.api_devices.values(), *devices]
         self._check(candidate, list(self.api_profiles.values()), [d.id for d in devices])
-        self._registry.put_devices({d.id: _document(d) for d in devices})
+        await self._registry.put_devices({d.id: _document(d) for d in devices})
         for device in devices:
             self.api_devices[device.id] = device
         self._apply()
@@ -134,7 +134,7 @@ class ControlPlane:
             raise ConfigError([ConfigProblem("id", f"must be {device_id!r}, the device's id")])
         candidate = [device if d.id == device_id else d for d in self.api_devices.values()]
         self._check(candidate, list(self.api_profiles.values()), [device_id])
-        self._registry.put_device(device_id, _document(device))
+        await self._registry.put_device(device_id, _document(device))
         self.api_devices[device_id] = device
         self._apply()
         await self._sync(device)
@@ -152,7 +152,7 @@ class ControlPlane:
 
     async def delete_device(self, device_id: str) -> None:
         self._own_device(device_id)
-        self._registry.delete_device(device_id)
+        await self._registry.delete_device(device_id)
         del self.api_devices[device_id]
         self._apply()
         if device_id in self._runtime.devices:
@@ -166,7 +166,7 @@ class ControlPlane:
         if profile.id in self.api_profiles or profile.id in self._file_profiles:
             raise Conflict(f"id: a profile {profile.id!r} exists already")
         self._check(list(self.api_devices.values()), [*self.api_profiles.values(), profile], [])
-        self._registry.put_profile(profile.id, _document(profile))
+        await self._registry.put_profile(profile.id, _document(profile))
         self.api_profiles[profile.id] = profile
         self._apply()
 
@@ -177,7 +177,7 @@ class ControlPlane:
         profiles = [profile if p.id == profile_id else p for p in self.api_profiles.values()]
         users = [d for d in self.api_devices.values() if d.profile == profile_id]
         self._check(list(self.api_devices.values()), profiles, [d.id for d in users])
-        self._registry.put_profile(profile_id, _document(profile))
+        await self._registry.put_profile(profile_id, _document(profile))
         self.api_profiles[profile_id] = profile
         self._apply()
         for device in users:
@@ -188,7 +188,7 @@ class ControlPlane:
         users = sorted(d.id for d in self.api_devices.values() if d.profile == profile_id)
         if users:
             raise Conflict(f"profile {profile_id!r} is used by {', '.join(users)}")
-        self._registry.delete_profile(profile_id)
+        await self._registry.delete_profile(profile_id)
         del self.api_profiles[profile_id]
         self._apply()
 

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import logging
 import math
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,9 @@ class History:
         """Per (device, first tag of a batch): when that group was last sampled."""
         self._pending: list[tuple[int, int, float]] = []
         self.written = 0
+        self.lost = 0
+        """Samples the disk refused (full)."""
+        self._failing = False
         self.skipped = 0
         """Values not kept: NaN and infinities (a number no chart can draw)."""
         self._reader = concurrent.futures.ThreadPoolExecutor(1, "history-reader")
@@ -135,15 +139,32 @@ class History:
             await asyncio.sleep(self.config.flush_interval)
             await self.flush()
             if time.monotonic() >= next_prune:
-                await asyncio.to_thread(self._prune)
+                try:
+                    await asyncio.to_thread(self._prune)
+                except sqlite3.OperationalError as exc:
+                    log.debug("history: pruning failed: %s", exc)
                 next_prune = time.monotonic() + 60
 
     async def flush(self) -> None:
+        """Write what is pending. A disk that refuses costs these samples (counted in
+        ``lost``, logged once per outage), never the history's task."""
         rows, self._pending = self._pending, []
         series, self._new = self._new, []
-        if rows or series:
+        if not rows and not series:
+            return
+        try:
             await asyncio.to_thread(self._insert, series, rows)
-            self.written += len(rows)
+        except sqlite3.OperationalError as exc:
+            self._new = series + self._new  # numbered already: stored with the next flush
+            self.lost += len(rows)
+            if not self._failing:
+                log.error("history: samples not stored (%s); counted until it works again", exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("history: storing samples again (%d lost meanwhile)", self.lost)
+            self._failing = False
+        self.written += len(rows)
 
     def _insert(
         self, series: list[tuple[int, str, str]], rows: list[tuple[int, int, float]]

@@ -92,7 +92,7 @@ class RuntimeCollector(Collector):
         for buffer in runtime.buffers:
             sink = [buffer.sink.name]
             if outbox is not None and buffer.sink.name in outbox.pending_readings:
-                oldest = outbox.oldest_pending_ms(buffer.sink.name)
+                oldest = outbox.oldest_ms.get(buffer.sink.name)
                 backlog_age.add_metric(sink, 0.0 if oldest is None else (now_ms - oldest) / 1000)
             if isinstance(buffer.sink, CountsRejections):
                 rejected.add_metric(sink, buffer.sink.rejected_points)

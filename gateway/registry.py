@@ -8,7 +8,10 @@ gateway needs them to connect; the API never shows them.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +52,13 @@ def _encode(document: Any) -> bytes:
 
 
 class Registry:
+    """Reads at start (``devices``, ``profiles``) on the caller's thread; every write later on
+    a thread of its own, so that the event loop never waits for the file's lock."""
+
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
         self._db.executescript(_SCHEMA)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="registry")
 
     def devices(self) -> list[dict[str, Any]]:
         return self._load("devices")
@@ -59,24 +66,36 @@ class Registry:
     def profiles(self) -> list[dict[str, Any]]:
         return self._load("profiles")
 
-    def put_device(self, device_id: str, document: dict[str, Any]) -> None:
-        self._put("devices", device_id, document)
+    async def put_device(self, device_id: str, document: dict[str, Any]) -> None:
+        await self._off_loop(self._put, "devices", device_id, document)
 
-    def put_profile(self, profile_id: str, document: dict[str, Any]) -> None:
-        self._put("profiles", profile_id, document)
+    async def put_profile(self, profile_id: str, document: dict[str, Any]) -> None:
+        await self._off_loop(self._put, "profiles", profile_id, document)
 
-    def delete_device(self, device_id: str) -> None:
-        self._db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+    async def delete_device(self, device_id: str) -> None:
+        await self._off_loop(self._delete, "devices", device_id)
 
-    def delete_profile(self, profile_id: str) -> None:
-        self._db.execute("DELETE FROM profiles WHERE id = ?", (profile_id,))
+    async def delete_profile(self, profile_id: str) -> None:
+        await self._off_loop(self._delete, "profiles", profile_id)
 
-    def put_devices(self, documents: dict[str, dict[str, Any]]) -> None:
+    async def put_devices(self, documents: dict[str, dict[str, Any]]) -> None:
         """Several devices in one transaction: a bulk creation lands whole or not at all."""
+        await self._off_loop(self._put_many, documents)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+    async def _off_loop(self, work: Callable[..., None], *args: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    def _put_many(self, documents: dict[str, dict[str, Any]]) -> None:
         with self._db:
             self._db.execute("BEGIN")
             for device_id, document in documents.items():
                 self._put("devices", device_id, document)
+
+    def _delete(self, table: str, key: str) -> None:
+        self._db.execute(f"DELETE FROM {table} WHERE id = ?", (key,))
 
     def _load(self, table: str) -> list[dict[str, Any]]:
         rows = self._db.execute(f"SELECT doc FROM {table} ORDER BY position, id").fetchall()

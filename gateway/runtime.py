@@ -84,6 +84,11 @@ class Runtime:
             SinkBuffer(sink, config.runtime, self.outbox if sink.name in durable else None)
             for sink in self.sinks
         ]
+        self._live = [b for b in self.buffers if self.outbox is None or b.sink.name not in durable]
+        """Buffers handed a batch at once; the others get it once the outbox stored it."""
+        self._behind_outbox = [b for b in self.buffers if b not in self._live]
+        self._intake: list[Batch] = []
+        self._intake_wakeup = asyncio.Event()
         self.devices: dict[str, _Device] = {}
         self._factories = factories
         self._channels = [
@@ -131,6 +136,7 @@ class Runtime:
             core[f"status:{channel.name}"] = functools.partial(self._publish_statuses, channel)
         if self.outbox is not None:
             core["outbox"] = self._keep_outbox
+            core["outbox:writer"] = self._write_intake
         for sink in self.sinks:
             if isinstance(sink, HasBackgroundTasks):
                 for name, work in sink.background_tasks().items():
@@ -183,7 +189,8 @@ class Runtime:
         runtime_config = self.config.runtime
         device_id, labels = device.id, device.labels
         measurement = self.config.measurement_of(device)
-        outbox, buffers = self.outbox, self.buffers
+        live, intake, wakeup = self._live, self._intake, self._intake_wakeup
+        durable = bool(self._behind_outbox)
 
         def on_cycle(cycle: Cycle) -> None:
             if not cycle.readings:
@@ -192,9 +199,11 @@ class Runtime:
             report.apply(batch)
             if not batch.readings:
                 return  # report by exception left nothing to report
-            row_id = outbox.append(batch) if outbox is not None else 0
-            for buffer in buffers:
-                buffer.put(batch, row_id)
+            for buffer in live:
+                buffer.put(batch)
+            if durable:
+                intake.append(batch)
+                wakeup.set()
 
         supervisor = DeviceSupervisor(
             connector,
@@ -276,20 +285,46 @@ class Runtime:
             else:
                 backoff.reset()
 
+    async def _write_intake(self) -> None:
+        """Store what the devices yielded since the last write, together, then hand it to the
+        durable sinks: one transaction per round, however many batches came meanwhile."""
+        while True:
+            await self._intake_wakeup.wait()
+            self._intake_wakeup.clear()
+            await self._store_intake()
+
+    async def _store_intake(self) -> None:
+        assert self.outbox is not None
+        intake = self._intake
+        while intake:
+            batches = intake[:]
+            intake.clear()  # in place: the devices' callbacks hold this list
+            ids = await self.outbox.store(batches)
+            for buffer in self._behind_outbox:
+                for batch, row_id in zip(batches, ids, strict=True):
+                    buffer.put(batch, row_id)
+            self.outbox.handed_out(ids)
+
     async def _keep_outbox(self) -> None:
         """Save sink confirmations every second; enforce the outbox's bounds every ten."""
         assert self.outbox is not None
         for tick in itertools.count():
             await asyncio.sleep(1.0)
-            self.outbox.persist()
+            await self.outbox.persist()
             if tick % 10 == 0:
-                self.outbox.enforce_bounds()
+                await self.outbox.enforce_bounds()
 
     async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
         for device in self.devices.values():
             device.task.cancel()
         await asyncio.gather(*(d.task for d in self.devices.values()), return_exceptions=True)
         timeout = self.config.runtime.shutdown_timeout
+        if self.outbox is not None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._store_intake()  # the last cycles, before the final flush
+            except TimeoutError:
+                log.warning("outbox: the last batches were not stored at shutdown")
         for buffer in self.buffers:
             try:
                 async with asyncio.timeout(timeout):

@@ -124,7 +124,7 @@ MISTAKES = [
     ("sinks/Bad name", {"type": "mqtt"}, "sinks.Bad name", "pattern"),
     ("devices/0/type", "profinet", "devices[0].type", "'modbus'"),
     ("gateway/id", "", "gateway.id", "at least 1"),
-    ("runtime", {"buffer_max_readings": 10}, "runtime.buffer_max_readings", "1000"),
+    ("runtime", {"buffer_max_mb": 0.01}, "runtime.buffer_max_mb", "0.1"),
     ("runtime", {"retry_max": float("inf")}, "runtime.retry_max", "finite"),
     (
         "devices/1/groups/0/tags/0/scale",

@@ -24,6 +24,13 @@ from tests.unit.fakes import FakeSink, batch
 CONFIG = OutboxConfig()
 
 
+async def store(outbox: Outbox, one: Batch) -> int:
+    """Store one batch as the runtime does; its id (0: not stored)."""
+    [row_id] = await outbox.store([one])
+    outbox.handed_out([row_id])
+    return row_id
+
+
 def test_batches_round_trip_including_odd_readings() -> None:
     readings = [
         Reading("d", "a", 1.5, Quality.GOOD, 100, 150),
@@ -62,10 +69,10 @@ def test_id_ranges_merge_and_intersect() -> None:
     assert ranges.intersection(other).ranges() == [(0, 2), (5, 7)]
 
 
-def test_confirmations_survive_a_restart_and_confirmed_rows_go(tmp_path: Path) -> None:
+async def test_confirmations_survive_a_restart_and_confirmed_rows_go(tmp_path: Path) -> None:
     path = tmp_path / "g.db"
     outbox = Outbox(path, ["mqtt", "influx"], CONFIG)
-    ids = [outbox.append(batch("d", [i] * 10, cycle_ns=i)) for i in range(1, 6)]
+    ids = [await store(outbox, batch("d", [i] * 10, cycle_ns=i)) for i in range(1, 6)]
     outbox.confirm("mqtt", ids, 50)
     outbox.confirm("influx", ids[:2], 20)
     assert outbox.pending_readings == {"mqtt": 0, "influx": 30}
@@ -73,27 +80,27 @@ def test_confirmations_survive_a_restart_and_confirmed_rows_go(tmp_path: Path) -
 
     again = Outbox(path, ["mqtt", "influx", "new-sink"], CONFIG)
     assert again.pending_readings == {"mqtt": 0, "influx": 30, "new-sink": 0}
-    backlog = again.backlog("influx", None, 1000)
+    backlog = await again.backlog("influx", None, 1000)
     assert [b.cycle_ns for _, b in backlog] == [3, 4, 5]
-    assert again.backlog("mqtt", None, 1000) == []
-    assert again.backlog("new-sink", None, 1000) == []
+    assert await again.backlog("mqtt", None, 1000) == []
+    assert await again.backlog("new-sink", None, 1000) == []
     again.confirm("influx", [row_id for row_id, _ in backlog], 30)
-    again.persist()
+    await again.persist()
     assert again.size == 0
     again.close()
 
 
-def test_bounds_drop_the_oldest_and_count_per_sink(tmp_path: Path) -> None:
+async def test_bounds_drop_the_oldest_and_count_per_sink(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "g.db", ["a", "b"], OutboxConfig(max_mb=16))
     now = time.time_ns()
-    first = outbox.append(batch("d", [0.0] * 1000, cycle_ns=now))
+    first = await store(outbox, batch("d", [0.0] * 1000, cycle_ns=now))
     outbox.confirm("a", [first], 1000)
     for i in range(20):
-        outbox.append(batch("d", [float(i)] * 100_000, cycle_ns=now + 2 + i))
+        await store(outbox, batch("d", [float(i)] * 100_000, cycle_ns=now + 2 + i))
     assert outbox.size > 16 * 1024 * 1024
-    outbox.enforce_bounds()
+    await outbox.enforce_bounds()
     assert 0 < outbox.size <= 16 * 1024 * 1024
-    kept = outbox.backlog("b", None, 10**9)
+    kept = await outbox.backlog("b", None, 10**9)
     assert [b.cycle_ns - now for _, b in kept] == list(range(22 - len(kept), 22)), "newest stay"
     lost = 1000 + 100_000 * (20 - len(kept))
     assert outbox.dropped_readings == {"a": lost - 1000, "b": lost}, "a had confirmed the first"
@@ -101,13 +108,13 @@ def test_bounds_drop_the_oldest_and_count_per_sink(tmp_path: Path) -> None:
     outbox.close()
 
 
-def test_batches_older_than_the_age_bound_are_dropped(tmp_path: Path) -> None:
+async def test_batches_older_than_the_age_bound_are_dropped(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "g.db", ["a"], OutboxConfig(max_age_hours=1))
-    outbox.append(batch("d", [1.0] * 10, cycle_ns=time.time_ns() - 2 * 3600 * 10**9))
-    outbox.append(batch("d", [2.0] * 10, cycle_ns=time.time_ns()))
-    outbox.enforce_bounds()
+    await store(outbox, batch("d", [1.0] * 10, cycle_ns=time.time_ns() - 2 * 3600 * 10**9))
+    await store(outbox, batch("d", [2.0] * 10, cycle_ns=time.time_ns()))
+    await outbox.enforce_bounds()
     assert outbox.dropped_readings == {"a": 10}
-    assert [b.readings[0].value for _, b in outbox.backlog("a", None, 100)] == [2.0]
+    assert [b.readings[0].value for _, b in await outbox.backlog("a", None, 100)] == [2.0]
     outbox.close()
 
 
@@ -124,7 +131,7 @@ async def test_an_outage_longer_than_memory_loses_nothing(
     tmp_path: Path, tasks: list[asyncio.Task[None]]
 ) -> None:
     config = RuntimeConfig(
-        buffer_max_readings=1000,
+        buffer_max_mb=0.15,  # about 1000 readings
         retry_min=0.001,
         retry_max=0.01,
         outbox=OutboxConfig(drain_rate=20_000),
@@ -136,7 +143,7 @@ async def test_an_outage_longer_than_memory_loses_nothing(
     tasks.append(asyncio.create_task(buffer.run()))
     for cycle in range(50):  # 5000 readings: five times what memory holds
         b = batch("d", [cycle] * 100, cycle_ns=cycle)
-        buffer.put(b, outbox.append(b))
+        buffer.put(b, await store(outbox, b))
     assert buffer.depth == 5000 and buffer.backlog
     sink.gate.set()
     await async_wait_until(lambda: buffer.depth == 0, 10, "backlog drained")
@@ -155,7 +162,7 @@ async def test_a_restart_replays_the_backlog_at_the_drain_rate(
     path = tmp_path / "g.db"
     before = Outbox(path, ["fake"], CONFIG)
     for cycle in range(30):
-        before.append(batch("d", [cycle] * 100, cycle_ns=cycle))
+        await store(before, batch("d", [cycle] * 100, cycle_ns=cycle))
     before.close()  # the gateway died with 3000 readings unconfirmed
 
     config = RuntimeConfig(outbox=OutboxConfig(drain_rate=1000))
@@ -167,7 +174,7 @@ async def test_a_restart_replays_the_backlog_at_the_drain_rate(
     started = loop.time()
     tasks.append(asyncio.create_task(buffer.run()))
     live = batch("d", [99], cycle_ns=99)
-    buffer.put(live, outbox.append(live))
+    buffer.put(live, await store(outbox, live))
     await async_wait_until(lambda: buffer.depth == 0, 10, "backlog replayed")
     elapsed = loop.time() - started
     # 3000 readings at 1000/s with a 1 s burst allowance: at least ~2 s.
@@ -177,17 +184,17 @@ async def test_a_restart_replays_the_backlog_at_the_drain_rate(
     assert cycles.index(99) < cycles.index(29), "live data does not wait for the backlog"
 
 
-def test_ids_are_not_reused_once_every_row_is_confirmed(tmp_path: Path) -> None:
+async def test_ids_are_not_reused_once_every_row_is_confirmed(tmp_path: Path) -> None:
     path = tmp_path / "g.db"
     outbox = Outbox(path, ["a"], CONFIG)
-    first = outbox.append(batch("d", [1.0], cycle_ns=1))
+    first = await store(outbox, batch("d", [1.0], cycle_ns=1))
     outbox.confirm("a", [first], 1)
-    outbox.persist()  # the table is empty now
-    second = outbox.append(batch("d", [2.0], cycle_ns=2))
+    await outbox.persist()  # the table is empty now
+    second = await store(outbox, batch("d", [2.0], cycle_ns=2))
     assert second > first and not outbox.settled("a", second)
     outbox.close()  # a crash before it was confirmed
     again = Outbox(path, ["a"], CONFIG)
-    assert [b.cycle_ns for _, b in again.backlog("a", None, 100)] == [2], "replayed"
+    assert [b.cycle_ns for _, b in await again.backlog("a", None, 100)] == [2], "replayed"
     again.close()
 
 
@@ -201,16 +208,18 @@ async def test_what_the_bounds_drop_is_not_also_written_from_memory(
     tasks.append(asyncio.create_task(buffer.run()))
     start = time.time_ns()
 
-    def put(cycle: int) -> None:
+    async def put(cycle: int) -> None:
         one = batch("d", [float(cycle)] * 50, cycle_ns=start + cycle, tag="a_long_tag_name_")
-        buffer.put(one, outbox.append(one))
+        buffer.put(one, await store(outbox, one))
 
-    put(0)
+    sink.gate.clear()  # the broker hangs: writes wait
+    await put(0)
     await asyncio.sleep(0)  # batch 0 is being written: that fails, it waits for a retry
     for cycle in range(1, 1000):  # about 1.5 MB, all of it also in memory
-        put(cycle)
-    outbox.enforce_bounds()
+        await put(cycle)
+    await outbox.enforce_bounds()
     assert outbox.dropped_readings["fake"] > 0
+    sink.gate.set()
     await async_wait_until(lambda: buffer.depth == 0, 10, "the rest written")
     written = [b.cycle_ns - start for b in sink.written]
     assert written == list(range(1000 - len(written), 1000)), "the oldest went, and only they"
@@ -248,21 +257,21 @@ async def test_a_full_disk_costs_the_replay_not_the_live_data(
     sink = FakeSink()
     buffer = SinkBuffer(sink, RuntimeConfig(), outbox)
     worker = asyncio.create_task(buffer.run())
-    stored = outbox.append(batch("d", [1.0, 2.0]))
+    stored = await store(outbox, batch("d", [1.0, 2.0]))
     buffer.put(batch("d", [1.0, 2.0]), stored)
     disk.full = True
     with caplog.at_level(logging.ERROR):
         for i in range(5):
-            row_id = outbox.append(batch("d", [float(i)] * 3))
+            row_id = await store(outbox, batch("d", [float(i)] * 3))
             assert row_id == 0
             buffer.put(batch("d", [float(i)] * 3), row_id)
-        outbox.persist()  # refused too: the confirmations wait in memory
+        await outbox.persist()  # refused too: the confirmations wait in memory
     assert outbox.unstored_readings == {"disk_full": 15}
     assert len([m for m in caplog.messages if "cannot store batches" in m]) == 1
     await async_wait_until(lambda: len(sink.written) == 6)  # live data still flows
     assert outbox.pending_readings == {"fake": 0}
     disk.full = False
-    assert outbox.append(batch("d", [9.0])) > stored
-    outbox.persist()
+    assert await store(outbox, batch("d", [9.0])) > stored
+    await outbox.persist()
     worker.cancel()
     outbox.close()

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.buffer import SinkBuffer
-from gateway.config import RuntimeConfig
+from gateway.config import READING_BYTES, RuntimeConfig
 from gateway.errors import RetryableSinkError, SinkError
 from tests.unit.fakes import FakeSink, batch
 
-FAST = RuntimeConfig(retry_min=0.001, retry_max=0.005, buffer_max_readings=1000)
+# A cap of exactly 1000 readings.
+FAST = RuntimeConfig(retry_min=0.001, retry_max=0.005, buffer_max_mb=1000 * READING_BYTES / 2**20)
 
 
 @pytest.fixture
