@@ -333,7 +333,18 @@ def test_every_series_of_the_dashboard_lands_in_the_tsdb(stack: Stack) -> None:
 
 def test_the_control_plane_is_ready_with_every_device_online(stack: Stack) -> None:
     ready = httpx.get(f"{stack.api_url}/readyz", timeout=5)
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "sinks": {}})
+    assert (ready.status_code, ready.json()) == (
+        200,
+        {
+            "status": "ready",
+            "sinks": {},
+            "delivery": {
+                "plant": "at-least-once",
+                "tsdb": "at-least-once",
+                "local": "at-most-once",
+            },
+        },
+    )
     viewer = {"Authorization": f"Bearer {stack.dotenv['GATEWAY_VIEWER_TOKEN']}"}
     assert httpx.get(f"{stack.api_url}/api/v1/devices", timeout=5).status_code == 401
 

@@ -8,6 +8,7 @@ scenarios produce the README's reliability table (``python -m bench.reliability`
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,9 +20,12 @@ from tests.support.faults import (
     TAGS,
     Tally,
     broker_outage,
+    damaged_database,
     device_flapping,
+    disk_full,
     gateway_crash,
     outbox_cap,
+    second_instance,
     tsdb_outage,
 )
 
@@ -103,3 +107,27 @@ def test_a_flapping_device_does_not_slow_the_others(tmp_path: Path) -> None:
     # A read the simulator served just before its SIGKILL may never reach the gateway.
     assert tally.served - tally.accepted <= flaps * len(TAGS)
     assert_nothing_lost(tally)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+def test_a_full_disk_during_an_outage_loses_nothing_uncounted(tmp_path: Path) -> None:
+    tally = disk_full(tmp_path, OUTAGE)
+    assert tally.accepted == tally.served
+    assert tally.delivered + tally.dropped == tally.accepted  # exactly: nothing silent
+    assert tally.lost == 0
+    assert "Traceback" not in tally.gateway_log
+    assert "storing batches again" in tally.gateway_log
+
+
+def test_a_second_gateway_on_the_data_dir_is_refused_and_costs_nothing(tmp_path: Path) -> None:
+    tally = second_instance(tmp_path, OUTAGE)
+    assert tally.accepted == tally.served
+    assert_nothing_lost(tally)
+    assert "is in use by PID" in tally.notes[-1]
+
+
+def test_a_damaged_database_at_start_is_set_aside(tmp_path: Path) -> None:
+    tally = damaged_database(tmp_path, OUTAGE)
+    assert tally.accepted == tally.served
+    assert_nothing_lost(tally)
+    assert "gateway.db.damaged-" in tally.notes[-1]

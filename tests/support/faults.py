@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -37,6 +38,7 @@ from typing import Any
 
 import httpx
 import orjson
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.gateway import GatewayProcess
@@ -53,10 +55,13 @@ __all__ = [
     "TAGS",
     "Tally",
     "broker_outage",
+    "damaged_database",
     "device_flapping",
+    "disk_full",
     "gateway_crash",
     "markdown_table",
     "outbox_cap",
+    "second_instance",
     "tsdb_outage",
 ]
 
@@ -205,6 +210,16 @@ class Lab:
         server = VictoriaMetrics(self.workdir / "victoria")
         self._stack.callback(server.stop)
         return server.start()
+
+    def small_disk(self, megabytes: int) -> Path:
+        """A tmpfs of this size (root only), unmounted by ``close()``."""
+        target = self.workdir / "small-disk"
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(target)], check=True
+        )
+        self._stack.callback(subprocess.run, ["umount", "-l", str(target)], check=False)
+        return target
 
     def gateway(self, config: dict[str, Any]) -> Gateway:
         gateway = Gateway(GatewayProcess(self.workdir / "gateway", config))
@@ -483,14 +498,18 @@ def _broker_run(
     fault: str,
     inject: Callable[[Gateway, Mosquitto, MqttWatch], None],
     outbox: dict[str, Any] | None = None,
+    data_dir: Callable[[Lab], Path] | None = None,
 ) -> _Run:
     """Devices → gateway → persistent Mosquitto → persistent-session watcher, with ``inject``
-    doing the fault after a spell of normal running."""
+    doing the fault after a spell of normal running; ``data_dir`` prepares the gateway's."""
     with contextlib.closing(Lab(workdir)) as lab:
         broker = lab.broker()
         watch = lab.watch(broker)
         sim, record = lab.simulator("sim", DEVICES)
-        gateway = lab.gateway(_config(_devices(sim), broker=broker, outbox=outbox))
+        config = _config(_devices(sim), broker=broker, outbox=outbox)
+        if data_dir is not None:
+            config["gateway"]["data_dir"] = str(data_dir(lab))
+        gateway = lab.gateway(config)
         gateway.wait_online(DEVICES)
         _hold(WARMUP)
         start = time.time_ns()
@@ -588,6 +607,76 @@ def outbox_cap(workdir: Path, max_mb: int = 1) -> Tally:
     return tally
 
 
+def disk_full(workdir: Path, outage: float = 30.0) -> Tally:
+    """The data dir is on a 2 MB file system: during a broker outage the outbox fills it.
+    What cannot be stored is still delivered from memory once the broker is back (or counted
+    as dropped); polling never stops; storing resumes by itself once delivered rows go."""
+    unstored: list[float] = []
+
+    def inject(gateway: Gateway, broker: Mosquitto, watch: MqttWatch) -> None:
+        gateway.mark_log()
+        broker.stop()
+        gateway.wait_log("holding the data", 10)
+        gateway.wait_log("cannot store batches", 120)
+        _hold(min(outage, 10.0))  # polling on a full disk
+        broker.start()
+        watch.wait_subscribed(15)
+        gateway.wait_log("storing batches again", 60)
+        metric = "gateway_outbox_unstored_readings_total"
+        unstored.append(gateway.metrics().value(metric, reason="disk_full"))
+
+    def small(lab: Lab) -> Path:
+        return lab.small_disk(2) / "data"
+
+    fault = "disk full (2 MB data dir) during a broker outage"
+    run = _broker_run(workdir, fault, inject, outbox={"min_free_mb": 0}, data_dir=small)
+    tally = run.tally()
+    tally.notes.append(
+        f"{int(unstored[0]):,} readings not stored (disk full): sent live from memory, counted"
+        " in gateway_outbox_unstored_readings_total; polling went on; storing resumed by itself"
+    )
+    return tally
+
+
+def second_instance(workdir: Path, outage: float = 30.0) -> Tally:
+    """A second ``gateway run`` on the same data dir while the first runs under load."""
+    refused: list[str] = []
+
+    def inject(gateway: Gateway, broker: Mosquitto, watch: MqttWatch) -> None:
+        config = yaml.safe_load(gateway.process.config_path.read_text())
+        second = GatewayProcess(workdir / "second", config)
+        second.start()
+        code = second.process.wait_exit(20)
+        refused.append(f"exit code {code}: " + second.log().strip().splitlines()[-1])
+        _hold(min(outage, 5.0))
+
+    fault = "second gateway started on the same data dir"
+    tally = _broker_run(workdir, fault, inject).tally()
+    tally.notes.append(f"the second refused at once ({refused[0].split(': ', 2)[-1]})")
+    return tally
+
+
+def damaged_database(workdir: Path, outage: float = 30.0) -> Tally:
+    """The gateway starts on a ``gateway.db`` that is junk: it sets it aside and runs."""
+    lines: list[str] = []
+
+    def junk(lab: Lab) -> Path:
+        data = lab.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "gateway.db").write_bytes(b"not a database " * 10_000)
+        return data
+
+    def inject(gateway: Gateway, broker: Mosquitto, watch: MqttWatch) -> None:
+        lines.extend(line for line in gateway.log().splitlines() if "is damaged" in line)
+        _hold(min(outage, 5.0))
+
+    fault = "damaged gateway.db at start"
+    tally = _broker_run(workdir, fault, inject, data_dir=junk).tally()
+    renamed = lines[0].split("moved to ")[1].split(" and")[0].rsplit("/", 1)[-1] if lines else "-"
+    tally.notes.append(f"started with a new file; the damaged one set aside as {renamed}")
+    return tally
+
+
 def tsdb_outage(workdir: Path, outage: float = 30.0) -> Tally:
     """VictoriaMetrics (written through the InfluxDB v2 API) is stopped for ``outage`` s."""
     with contextlib.closing(Lab(workdir)) as lab:
@@ -677,5 +766,8 @@ SCENARIOS: dict[str, Callable[[Path, float], Tally]] = {
     "crash": gateway_crash,
     "cap": lambda workdir, _outage: outbox_cap(workdir),
     "flapping": lambda workdir, _outage: device_flapping(workdir),
+    "disk_full": disk_full,
+    "second": second_instance,
+    "damaged": damaged_database,
 }
 """Every scenario by name, called with (workdir, outage seconds): what the script runs."""
