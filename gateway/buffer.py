@@ -78,6 +78,11 @@ class SinkBuffer:
     def put(self, batch: Batch, row_id: int = 0) -> None:
         """``row_id``: the batch's outbox id; 0 when it is not in the outbox (no outbox, or
         the outbox could not store it)."""
+        if row_id and self.last_error is not None and self._outbox is not None:
+            # The sink is failing: this batch waits on disk, not in memory, and goes out
+            # with the backlog once the sink is back, after the live data.
+            self.backlog = True
+            return
         self._queue.append((row_id, batch))
         self._queued_readings += len(batch.readings)
         while self._queued_readings > self._max_readings and len(self._queue) > 1:
@@ -133,7 +138,7 @@ class SinkBuffer:
                 return True  # live data first; the backlog waits for its budget
             await asyncio.sleep(-self._tokens / self._drain_rate)  # the rate limit itself
             return True
-        below = self._queue[0][0] if self._queue else None
+        below = next((row_id for row_id, _ in self._queue if row_id), None)
         entries = await self._outbox.backlog(self.sink.name, below, max(int(self._tokens), 1))
         if not entries:
             return False
@@ -212,11 +217,24 @@ class SinkBuffer:
 
     def _failed(self, exc: SinkError) -> None:
         self.failed_writes += 1
+        self._spill()
         if self.last_error is None:
             log.warning(
                 "sink %s: write failed: %s; holding the data and retrying", self.sink.name, exc
             )
         self.last_error = str(exc)
+
+    def _spill(self) -> None:
+        """Forget the queued batches that are in the outbox: during an outage they wait on
+        disk, so memory stays small and, once the sink is back, live data goes before them."""
+        if self._outbox is None or not self._queue:
+            return
+        kept = deque(entry for entry in self._queue if not entry[0])
+        if len(kept) == len(self._queue):
+            return
+        self._queue = kept
+        self._queued_readings = sum(len(batch.readings) for _, batch in kept)
+        self.backlog = True
 
     async def drain(self) -> None:
         """Wait until what is in memory is written (callers bound it with a timeout); with the

@@ -125,6 +125,12 @@ def test_two_mqtt_sinks_on_two_brokers_and_one_stopped(
 
         wait_until(cloud_backlog, 10, "the cloud sink's backlog in /metrics, the plant's empty")
         after = scrape(gateway)
+        print(
+            f"plant broker during the cloud's outage: {len(fresh)} messages, age max"
+            f" {1000 * max(ages):.0f} ms; backlog cloud"
+            f" {after.value('gateway_sink_buffer_readings', sink='cloud'):.0f}, plant"
+            f" {after.value('gateway_sink_buffer_readings', sink='plant'):.0f} readings"
+        )
         written = "gateway_sink_written_readings_total"
         assert after.value(written, sink="plant") > before.value(written, sink="plant")
         ready = httpx.get(f"{gateway.api_url}/readyz", timeout=5)
@@ -212,6 +218,10 @@ def test_a_busy_device_stays_degraded_with_every_value_and_its_neighbour_is_refr
     times = [m.received_at for m in calm if not m.retain]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) >= 9 and max(gaps) < 2.0, gaps
+    print(
+        f"busy: states {changes}, {last['busy_retries']} busy retries, {len(cycles)} cycles all"
+        f" good; calm: {len(times)} status refreshes, gaps max {max(gaps):.2f} s"
+    )
     polls = [m.json()["polls"] for m in calm]
     assert polls == sorted(polls) and polls[-1] >= 40
     assert calm[-1].json()["state"] == "online"

@@ -647,12 +647,13 @@ def second_instance(workdir: Path, outage: float = 30.0) -> Tally:
         second = GatewayProcess(workdir / "second", config)
         second.start()
         code = second.process.wait_exit(20)
-        refused.append(f"exit code {code}: " + second.log().strip().splitlines()[-1])
+        pid = second.log().split("is in use by PID ")[1].split(":")[0]
+        refused.append(f"exit code {code}, 'data dir … is in use by PID {pid}'")
         _hold(min(outage, 5.0))
 
     fault = "second gateway started on the same data dir"
     tally = _broker_run(workdir, fault, inject).tally()
-    tally.notes.append(f"the second refused at once ({refused[0].split(': ', 2)[-1]})")
+    tally.notes.append(f"the second refused at once ({refused[0]})")
     return tally
 
 
