@@ -24,11 +24,18 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 async def serve_api(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve ``app`` (whose lifespan runs the gateway) until ``stop`` is set."""
+    """Serve ``app`` (the face of a gateway that runs beside it) until ``stop`` is set."""
+    # access_log in the constructor: set afterwards, uvicorn has already set up its logger and
+    # logs every request (every /metrics scrape) through the root handler.
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="on", log_config=None, timeout_graceful_shutdown=10
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
     )
-    config.access_log = False
     server = _EmbeddedServer(config)
     serving = asyncio.create_task(server.serve(), name="api")
     stopping = asyncio.create_task(stop.wait())
