@@ -3,7 +3,7 @@
 Runs the same scenarios as the tests (tests/support/faults.py: real simulators, Mosquitto,
 VictoriaMetrics and ``gateway run`` processes) one after the other and prints a Markdown table
 of readings served, accepted, delivered, dropped (counted), lost and duplicated per fault.
-``--readme`` also puts it in README.md between the reliability markers. About 4 minutes with
+``--readme`` also puts it in README.md between the reliability markers. About 7 minutes with
 the default 30 s outages.
 
     python -m bench.reliability [--outage 30] [--only broker,crash] [--readme]

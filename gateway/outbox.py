@@ -64,9 +64,10 @@ class OutboxConfig(BaseModel):
         default=50_000, ge=100, description="Readings per second replayed to a sink after an outage"
     )
     sync: Literal["normal", "full"] = Field(
-        default="normal",
-        description="full: every stored batch survives a power cut (an fsync per batch);"
-        " normal: a power cut may lose the last commits, a crash of the process loses nothing",
+        default="full",
+        description="full: every stored batch survives a power cut (one fsync per write of"
+        " the outbox's thread); normal: a power cut may lose the last commits, a crash of the"
+        " process loses nothing",
     )
     min_free_mb: int = Field(
         default=64,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -59,6 +60,7 @@ __all__ = [
     "device_flapping",
     "disk_full",
     "gateway_crash",
+    "history_locked",
     "markdown_table",
     "outbox_cap",
     "second_instance",
@@ -537,6 +539,10 @@ def broker_outage(workdir: Path, outage: float = 30.0) -> Tally:
     return _broker_run(workdir, f"MQTT broker stopped {outage:g} s", inject).tally()
 
 
+IN_FLIGHT_NS = 300_000_000
+"""How long before a SIGKILL a served cycle may still be on its way into the outbox."""
+
+
 def gateway_crash(workdir: Path, outage: float = 30.0) -> Tally:
     """During a broker outage of ``outage`` s the gateway is SIGKILLed halfway and started
     again on the same data directory: the outbox replays what the dead process held."""
@@ -562,23 +568,22 @@ def gateway_crash(workdir: Path, outage: float = 30.0) -> Tally:
     run = _broker_run(workdir, fault, inject)
     [(kill_ns, accepted_before)] = killed
     tally = run.tally()
-    # The last cycle a device served before the kill may never have reached the gateway.
-    last: dict[str, Served] = {}
+    # What a device served just before the kill may not have been stored yet: polled, on its
+    # way to the outbox (one write on its thread, an fsync), then lost with the process.
     for read in run.served:
-        if read.t_ns < kill_ns:
-            last[read.device] = read
-    for device, read in last.items():
-        counters = tally.missing.get(device, [])
-        if read.counter in counters:
-            counters.remove(read.counter)
-            tally.in_flight += len(TAGS)
+        if kill_ns - IN_FLIGHT_NS <= read.t_ns < kill_ns:
+            counters = tally.missing.get(read.device, [])
+            if read.counter in counters:
+                counters.remove(read.counter)
+                tally.in_flight += len(TAGS)
     tally.missing = {device: counters for device, counters in tally.missing.items() if counters}
     tally.accepted_seen = accepted_before + tally.accepted  # the restarted process's count
     tally.accepted = tally.served - tally.in_flight
     if tally.in_flight:
         tally.notes.append(
-            f"{tally.in_flight} readings ({tally.in_flight // len(TAGS)} cycles) served in "
-            "the last poll before the SIGKILL never arrived: in flight at the kill, not accepted"
+            f"{tally.in_flight} readings ({tally.in_flight // len(TAGS)} cycles) served in the"
+            f" last {IN_FLIGHT_NS / 1e9:g} s before the SIGKILL never arrived: in flight at the"
+            " kill (polled, not yet stored), not accepted"
         )
     return tally
 
@@ -678,6 +683,28 @@ def damaged_database(workdir: Path, outage: float = 30.0) -> Tally:
     return tally
 
 
+def history_locked(workdir: Path, outage: float = 30.0) -> Tally:
+    """Another connection holds the history's write lock for a while, as a long prune did when
+    the history shared the outbox's file: the outbox, in a file of its own, never waits."""
+    hold = min(outage, 15.0)
+
+    def inject(gateway: Gateway, broker: Mosquitto, watch: MqttWatch) -> None:
+        config = yaml.safe_load(gateway.process.config_path.read_text())
+        path = Path(config["gateway"]["data_dir"]) / "history.db"
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+            db.execute("BEGIN EXCLUSIVE")
+            _hold(hold)
+            db.rollback()
+
+    fault = f"history.db write-locked {hold:g} s by another connection (a long prune)"
+    tally = _broker_run(workdir, fault, inject).tally()
+    tally.notes.append(
+        "the outbox (gateway.db) never waited; history samples that could not wait were"
+        " counted and logged"
+    )
+    return tally
+
+
 def tsdb_outage(workdir: Path, outage: float = 30.0) -> Tally:
     """VictoriaMetrics (written through the InfluxDB v2 API) is stopped for ``outage`` s."""
     with contextlib.closing(Lab(workdir)) as lab:
@@ -770,5 +797,6 @@ SCENARIOS: dict[str, Callable[[Path, float], Tally]] = {
     "disk_full": disk_full,
     "second": second_instance,
     "damaged": damaged_database,
+    "history_lock": history_locked,
 }
 """Every scenario by name, called with (workdir, outage seconds): what the script runs."""
