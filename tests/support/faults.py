@@ -63,6 +63,7 @@ __all__ = [
     "history_locked",
     "markdown_table",
     "outbox_cap",
+    "power_cut",
     "second_instance",
     "tsdb_outage",
 ]
@@ -546,7 +547,41 @@ IN_FLIGHT_NS = 300_000_000
 def gateway_crash(workdir: Path, outage: float = 30.0) -> Tally:
     """During a broker outage of ``outage`` s the gateway is SIGKILLed halfway and started
     again on the same data directory: the outbox replays what the dead process held."""
+    fault = f"gateway SIGKILLed during a {outage:g} s broker outage, restarted"
+    return _killed_run(workdir, fault, outage)
+
+
+def power_cut(workdir: Path, outage: float = 30.0, sync: str = "full") -> Tally:
+    """Like a crash, but the power goes: with ``sync: normal`` the WAL loses what was never
+    synced (here: its newest half of frames); with ``sync: full`` every commit was synced
+    before its batch was handed on, so the WAL stays as the kill left it."""
+    fault = f"power cut during a {outage:g} s broker outage, outbox sync: {sync}"
+    return _killed_run(workdir, fault, outage, sync=sync)
+
+
+def tear_wal(path: Path) -> tuple[int, int]:
+    """Cut a WAL after half of its valid frames, as a power cut loses what was never synced;
+    (frames kept, frames cut). Frames are valid while they carry the header's salt."""
+    data = path.read_bytes() if path.exists() else b""
+    if len(data) < 32:
+        return 0, 0
+    page_size = int.from_bytes(data[8:12], "big")
+    salt, frame = data[16:24], 24 + page_size
+    valid = 0
+    while 32 + (valid + 1) * frame <= len(data):
+        header = 32 + valid * frame
+        if data[header + 8 : header + 16] != salt:
+            break
+        valid += 1
+    keep = valid // 2
+    with path.open("r+b") as file:
+        file.truncate(32 + keep * frame)
+    return keep, valid - keep
+
+
+def _killed_run(workdir: Path, fault: str, outage: float, sync: str | None = None) -> Tally:
     killed: list[tuple[int, int]] = []  # (time of the kill, readings accepted before it)
+    torn: list[tuple[int, int]] = []
 
     def inject(gateway: Gateway, broker: Mosquitto, watch: MqttWatch) -> None:
         gateway.mark_log()
@@ -556,6 +591,9 @@ def gateway_crash(workdir: Path, outage: float = 30.0) -> Tally:
         accepted = int(gateway.metrics().value("gateway_device_readings_total"))
         killed.append((time.time_ns(), accepted))
         gateway.process.process.kill()
+        if sync == "normal":
+            config = yaml.safe_load(gateway.process.config_path.read_text())
+            torn.append(tear_wal(Path(config["gateway"]["data_dir"]) / "gateway.db-wal"))
         gateway.mark_log()
         gateway.process.start()
         gateway.process.wait_api()
@@ -564,8 +602,7 @@ def gateway_crash(workdir: Path, outage: float = 30.0) -> Tally:
         broker.start()
         watch.wait_subscribed(15)
 
-    fault = f"gateway SIGKILLed during a {outage:g} s broker outage, restarted"
-    run = _broker_run(workdir, fault, inject)
+    run = _broker_run(workdir, fault, inject, outbox=None if sync is None else {"sync": sync})
     [(kill_ns, accepted_before)] = killed
     tally = run.tally()
     # What a device served just before the kill may not have been stored yet: polled, on its
@@ -584,6 +621,18 @@ def gateway_crash(workdir: Path, outage: float = 30.0) -> Tally:
             f"{tally.in_flight} readings ({tally.in_flight // len(TAGS)} cycles) served in the"
             f" last {IN_FLIGHT_NS / 1e9:g} s before the SIGKILL never arrived: in flight at the"
             " kill (polled, not yet stored), not accepted"
+        )
+    if torn:
+        kept, cut = torn[0]
+        tally.notes.append(
+            f"the WAL torn after the kill: {cut} of its {kept + cut} frames since the last"
+            " checkpoint cut, as a power cut loses what sync: normal never synced; lost is"
+            " what they held"
+        )
+    elif sync == "full":
+        tally.notes.append(
+            "every commit synced before its batch was handed on: a power cut leaves the WAL as"
+            " the kill did"
         )
     return tally
 
@@ -798,5 +847,7 @@ SCENARIOS: dict[str, Callable[[Path, float], Tally]] = {
     "second": second_instance,
     "damaged": damaged_database,
     "history_lock": history_locked,
+    "power_full": lambda workdir, outage: power_cut(workdir, outage, "full"),
+    "power_normal": lambda workdir, outage: power_cut(workdir, outage, "normal"),
 }
 """Every scenario by name, called with (workdir, outage seconds): what the script runs."""
