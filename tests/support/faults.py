@@ -606,9 +606,12 @@ def _killed_run(workdir: Path, fault: str, outage: float, sync: str | None = Non
     [(kill_ns, accepted_before)] = killed
     tally = run.tally()
     # What a device served just before the kill may not have been stored yet: polled, on its
-    # way to the outbox (one write on its thread, an fsync), then lost with the process.
+    # way to the outbox (one write on its thread, an fsync), then lost with the process. After
+    # a torn WAL only the last poll counts so: the newest commits are what the tear takes, and
+    # that loss must show.
+    window = int(INTERVAL * 1e9) if sync == "normal" else IN_FLIGHT_NS
     for read in run.served:
-        if kill_ns - IN_FLIGHT_NS <= read.t_ns < kill_ns:
+        if kill_ns - window <= read.t_ns < kill_ns:
             counters = tally.missing.get(read.device, [])
             if read.counter in counters:
                 counters.remove(read.counter)
@@ -619,7 +622,7 @@ def _killed_run(workdir: Path, fault: str, outage: float, sync: str | None = Non
     if tally.in_flight:
         tally.notes.append(
             f"{tally.in_flight} readings ({tally.in_flight // len(TAGS)} cycles) served in the"
-            f" last {IN_FLIGHT_NS / 1e9:g} s before the SIGKILL never arrived: in flight at the"
+            f" last {window / 1e9:g} s before the SIGKILL never arrived: in flight at the"
             " kill (polled, not yet stored), not accepted"
         )
     if torn:
