@@ -78,7 +78,10 @@ class Gateway:
         ]
         stores = [sink for sink in self.sinks if isinstance(sink, LocalStore)]
         if len(stores) != 1:
-            problem = ConfigProblem("sinks", f"at most one sink of type {LOCAL_STORE}")
+            # Two listed, or none listed and its default name taken by a sink of another type.
+            problem = ConfigProblem(
+                "sinks", f"exactly one sink of type {LOCAL_STORE} (found {len(stores)})"
+            )
             raise ConfigError([problem])
         self.store = stores[0]
         self.runtime = Runtime(config, self.sinks, _Factories(plugins, context))

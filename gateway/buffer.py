@@ -72,6 +72,11 @@ class SinkBuffer:
         return self.dropped_readings
 
     @property
+    def behind_outbox(self) -> bool:
+        """Whether what this sink is given is on disk until it confirms it (at-least-once)."""
+        return self._outbox is not None
+
+    @property
     def healthy(self) -> bool:
         return self.last_error is None
 

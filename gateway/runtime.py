@@ -125,7 +125,7 @@ class Runtime:
             for sink in self.sinks:
                 await sink.stop()
             if self.outbox is not None:
-                self.outbox.close()
+                await asyncio.to_thread(self.outbox.close)  # waits for its writer thread
 
     def _core_tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """What must run as long as the gateway runs, by name (the names /healthz shows)."""

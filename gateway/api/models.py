@@ -34,8 +34,10 @@ class StatusPublic(BaseModel):
     values: int
     overruns: int
     skipped_cycles: int
+    busy_retries: int
     last_poll_duration_ms: float
     connects: int
+    reconnects: int
 
     @classmethod
     def of(cls, status: DeviceStatus) -> StatusPublic:

@@ -36,7 +36,7 @@ async def readyz(runtime: GatewayRuntime) -> JSONResponse:
         elif not buffer.healthy:
             problems[buffer.sink.name] = buffer.last_error or "failing"
     delivery = {
-        buffer.sink.name: "at-least-once" if buffer.sink.durable else "at-most-once"
+        buffer.sink.name: "at-least-once" if buffer.behind_outbox else "at-most-once"
         for buffer in runtime.buffers
     }
     body = {
