@@ -20,6 +20,7 @@ from tests.support.faults import (
     TAGS,
     Tally,
     broker_outage,
+    core_task_killed,
     damaged_database,
     device_flapping,
     disk_full,
@@ -156,3 +157,16 @@ def test_a_power_cut_with_sync_normal_loses_what_was_never_synced(tmp_path: Path
     assert tally.dropped == 0 and tally.delivered + tally.lost == tally.accepted
     assert "WAL torn" in tally.notes[-1]
     assert "Traceback" not in tally.gateway_log
+
+
+def test_a_killed_core_task_is_restarted_then_the_gateway_gives_up_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    tally = core_task_killed(tmp_path, OUTAGE)
+    assert tally.in_flight <= DEVICES * len(TAGS)  # at most one poll per device at the exit
+    assert tally.missing == {}
+    assert tally.dropped == 0 and tally.lost == 0
+    assert tally.delivered == tally.accepted
+    once, again = tally.notes[-2:]
+    assert "traceback logged" in once and "(1 restart counted)" in once
+    assert "died 5 times within 60 s" in again and "exited with code 1" in again

@@ -56,6 +56,7 @@ __all__ = [
     "TAGS",
     "Tally",
     "broker_outage",
+    "core_task_killed",
     "damaged_database",
     "device_flapping",
     "disk_full",
@@ -224,8 +225,8 @@ class Lab:
         self._stack.callback(subprocess.run, ["umount", "-l", str(target)], check=False)
         return target
 
-    def gateway(self, config: dict[str, Any]) -> Gateway:
-        gateway = Gateway(GatewayProcess(self.workdir / "gateway", config))
+    def gateway(self, config: dict[str, Any], env: dict[str, str] | None = None) -> Gateway:
+        gateway = Gateway(GatewayProcess(self.workdir / "gateway", config, env))
         self._stack.callback(gateway.process.stop)
         gateway.process.start()
         gateway.process.wait_api()
@@ -502,9 +503,12 @@ def _broker_run(
     inject: Callable[[Gateway, Mosquitto, MqttWatch], None],
     outbox: dict[str, Any] | None = None,
     data_dir: Callable[[Lab], Path] | None = None,
+    runtime: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> _Run:
     """Devices → gateway → persistent Mosquitto → persistent-session watcher, with ``inject``
-    doing the fault after a spell of normal running; ``data_dir`` prepares the gateway's."""
+    doing the fault after a spell of normal running; ``data_dir`` prepares the gateway's,
+    ``runtime`` overrides runtime settings, ``env`` is added to the gateway's environment."""
     with contextlib.closing(Lab(workdir)) as lab:
         broker = lab.broker()
         watch = lab.watch(broker)
@@ -512,7 +516,8 @@ def _broker_run(
         config = _config(_devices(sim), broker=broker, outbox=outbox)
         if data_dir is not None:
             config["gateway"]["data_dir"] = str(data_dir(lab))
-        gateway = lab.gateway(config)
+        config["runtime"].update(runtime or {})
+        gateway = lab.gateway(config, env)
         gateway.wait_online(DEVICES)
         _hold(WARMUP)
         start = time.time_ns()
@@ -757,6 +762,77 @@ def history_locked(workdir: Path, outage: float = 30.0) -> Tally:
     return tally
 
 
+TASK_KILLER = Path(__file__).parent / "task_killer"
+"""On PYTHONPATH, lets a scenario kill a gateway's core task (see its ``sitecustomize``)."""
+
+
+def core_task_killed(workdir: Path, outage: float = 30.0, task: str = "sink:mqtt") -> Tally:
+    """A core task dies under load, as a bug in it would: once (restarted after its backoff,
+    /healthz 503 meanwhile), then again and again until the gateway gives up and exits
+    non-zero; started again on the same data dir, as systemd would, it delivers the rest."""
+    trigger = workdir / "kill-task"
+    seen: dict[str, Any] = {}
+
+    def healthz(gateway: Gateway) -> int:
+        return httpx.get(f"{gateway.process.api_url}/healthz", timeout=5).status_code
+
+    def inject(gateway: Gateway, broker: Mosquitto, watch: MqttWatch) -> None:
+        gateway.mark_log()
+        trigger.write_text("1")
+        wait_until(lambda: healthz(gateway) == 503, 10, f"/healthz 503 after {task} died")
+        wait_until(lambda: healthz(gateway) == 200, 30, f"/healthz 200 after {task} restarted")
+        restarts = gateway.metrics().value("gateway_core_task_restarts_total", task=task)
+        seen["restarts"] = int(restarts)
+        seen["logged"] = f"core task {task} died; restarting it" in gateway.log()
+        _hold(min(outage, 5.0))
+        trigger.write_text("10")
+
+        def exited() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                accepted = gateway.metrics().value("gateway_device_readings_total")
+                seen["accepted"] = int(accepted)
+            return not gateway.process.process.running
+
+        wait_until(exited, 60, f"the gateway gave up on {task}", interval=0.2)
+        seen["exit_ns"] = time.time_ns()
+        seen["exit"] = gateway.process.process.returncode
+        gave_up = gateway.log().split(f"core task {task} died ")[-1].split(" within")[0]
+        seen["gave_up"] = gave_up
+        trigger.write_text("0")
+        gateway.mark_log()
+        gateway.process.start()
+        gateway.process.wait_api()
+        _hold(min(outage, 5.0))
+
+    fault = f"core task {task} killed once, then at each restart"
+    env = {"PYTHONPATH": str(TASK_KILLER), "GATEWAY_KILL_TASK": task}
+    env["GATEWAY_KILL_FILE"] = str(trigger)
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = _broker_run(workdir, fault, inject, runtime={"retry_min": 1.0, "retry_max": 4.0}, env=env)
+    tally = run.tally()
+    # The first process's last count cannot be read after its exit: accepted is what was
+    # served but for polls in flight at the exit (answered, not yet handed to the runtime).
+    for read in run.served:
+        if seen["exit_ns"] - IN_FLIGHT_NS <= read.t_ns < seen["exit_ns"]:
+            counters = tally.missing.get(read.device, [])
+            if read.counter in counters:
+                counters.remove(read.counter)
+                tally.in_flight += len(TAGS)
+    tally.missing = {device: counters for device, counters in tally.missing.items() if counters}
+    tally.accepted_seen += seen["accepted"]
+    tally.accepted = tally.served - tally.in_flight
+    tally.notes.append(
+        f"killed once: {'traceback logged, ' if seen['logged'] else 'NOT logged, '}/healthz"
+        f" 503 until it was restarted ({seen['restarts']} restart counted)"
+    )
+    tally.notes.append(
+        f"then killed at each restart: the gateway gave up (died {seen['gave_up']} within 60 s)"
+        f" and exited with code {seen['exit']}; started again on the same data dir, as systemd"
+        " would"
+    )
+    return tally
+
+
 def tsdb_outage(workdir: Path, outage: float = 30.0) -> Tally:
     """VictoriaMetrics (written through the InfluxDB v2 API) is stopped for ``outage`` s."""
     with contextlib.closing(Lab(workdir)) as lab:
@@ -852,5 +928,6 @@ SCENARIOS: dict[str, Callable[[Path, float], Tally]] = {
     "history_lock": history_locked,
     "power_full": lambda workdir, outage: power_cut(workdir, outage, "full"),
     "power_normal": lambda workdir, outage: power_cut(workdir, outage, "normal"),
+    "core_task": core_task_killed,
 }
 """Every scenario by name, called with (workdir, outage seconds): what the script runs."""
