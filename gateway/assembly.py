@@ -94,6 +94,10 @@ class Gateway:
         try:
             await self.runtime.run(stop)
         finally:
-            self._registry.close()
-            self._database.close()
-            self.data_dir.release()
+            self.close()
+
+    def close(self) -> None:
+        """Release the files (``run`` does it when it ends; a gateway never run needs it)."""
+        self._registry.close()
+        self._database.close()
+        self.data_dir.release()

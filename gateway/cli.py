@@ -143,7 +143,7 @@ async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
             running.result()
             raise GatewayError("the gateway stopped while starting")
         try:
-            await serve_api(create_app(gateway), config.api.host, config.api.port, stop)
+            await serve_api(create_app(gateway), config.api, stop)
         finally:
             stop.set()
             await running

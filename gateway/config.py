@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -30,6 +30,7 @@ __all__ = [
     "GatewaySection",
     "ProfileConfig",
     "RuntimeConfig",
+    "check_device",
     "check_references",
     "config_model",
     "device_adapter",
@@ -269,7 +270,7 @@ def check_references(config: GatewayConfig, plugins: Plugins | None = None) -> l
     protocol plugin checks (read limits, namespaces...)."""
     plugins = plugins or installed()
     problems: list[ConfigProblem] = []
-    profile_ids = _duplicates((p.id for p in config.profiles), "profiles", "profile id", problems)
+    _duplicates((p.id for p in config.profiles), "profiles", "profile id", problems)
     _duplicates((d.id for d in config.devices), "devices", "device id", problems)
     for p, profile in enumerate(config.profiles):
         where = f"profiles[{p}]"
@@ -279,52 +280,65 @@ def check_references(config: GatewayConfig, plugins: Plugins | None = None) -> l
             problems.append(_no_plugin(f"{where}.type", profile.type))
             continue
         problems += protocol.check_groups(profile.groups, where, None, "")
-    profile_index = {profile.id: p for p, profile in enumerate(config.profiles)}
+    profiles = {profile.id: (p, profile) for p, profile in enumerate(config.profiles)}
     for d, device in enumerate(config.devices):
-        where = f"devices[{d}]"
-        protocol = plugins.protocols.get(device.type)
-        if protocol is None:
-            problems.append(_no_plugin(f"{where}.type", device.type))
-            continue
-        if device.groups is not None:
-            problems += _check_groups(device.groups, where)
-            problems += protocol.check_groups(device.groups, where, device, "")
-        elif device.profile not in profile_ids:
-            known = ", ".join(sorted(profile_ids)) or "none defined"
-            problems.append(
-                ConfigProblem(f"{where}.profile", f"unknown profile {device.profile!r} ({known})")
-            )
-        else:
-            p = profile_index[device.profile]
-            profile = config.profiles[p]
-            if profile.type != device.type:
-                problems.append(
-                    ConfigProblem(
-                        f"{where}.profile",
-                        f"profile {device.profile!r} is a {profile.type} profile; a"
-                        f" {device.type} device needs a {device.type} profile",
-                    )
-                )
-                continue
-            problems += protocol.check_groups(
-                profile.groups, f"profiles[{p}]", device, f" (device {where})"
-            )
+        problems += check_device(device, f"devices[{d}]", profiles, plugins)
     return problems
+
+
+def check_device(
+    device: DeviceBase,
+    where: str,
+    profiles: Mapping[str, tuple[int, ProfileBase]],
+    plugins: Plugins,
+) -> list[ConfigProblem]:
+    """One device's references: its plugin, its groups or its profile (``profiles``: id →
+    (index, profile)), and what its protocol checks. Costs the same whatever the number of other
+    devices, so that the control plane can check a change without the whole configuration."""
+    protocol = plugins.protocols.get(device.type)
+    if protocol is None:
+        return [_no_plugin(_at(where, "type"), device.type)]
+    if device.groups is not None:
+        return _check_groups(device.groups, where) + protocol.check_groups(
+            device.groups, where, device, ""
+        )
+    found = profiles.get(device.profile or "")
+    if found is None:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        message = f"unknown profile {device.profile!r} ({known})"
+        return [ConfigProblem(_at(where, "profile"), message)]
+    p, profile = found
+    if profile.type != device.type:
+        message = (
+            f"profile {device.profile!r} is a {profile.type} profile; a {device.type} device"
+            f" needs a {device.type} profile"
+        )
+        return [ConfigProblem(_at(where, "profile"), message)]
+    device_where = f" (device {where})" if where else ""
+    return protocol.check_groups(profile.groups, f"profiles[{p}]", device, device_where)
+
+
+def _at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
 
 
 def _no_plugin(path: str, type_: str) -> ConfigProblem:
     return ConfigProblem(path, f"no protocol plugin {type_!r} is installed")
 
 
-def _duplicates(
-    ids: Iterator[str], section: str, what: str, problems: list[ConfigProblem]
-) -> set[str]:
-    seen: set[str] = set()
+def _duplicates(ids: Iterator[str], section: str, what: str, problems: list[ConfigProblem]) -> None:
+    """Ids are unique regardless of case: ``line1`` and ``LINE1`` would be one topic on a
+    case-insensitive broker ACL, file system or dashboard."""
+    seen: dict[str, str] = {}
     for index, item in enumerate(ids):
-        if item in seen:
-            problems.append(ConfigProblem(f"{section}[{index}].id", f"duplicate {what} {item!r}"))
-        seen.add(item)
-    return seen
+        first = seen.get(item.casefold())
+        if first is None:
+            seen[item.casefold()] = item
+        else:
+            same = "" if first == item else f" (the same as {first!r} but for case)"
+            problems.append(
+                ConfigProblem(f"{section}[{index}].id", f"duplicate {what} {item!r}{same}")
+            )
 
 
 def _check_groups(groups: Sequence[GroupBase], where: str) -> list[ConfigProblem]:

@@ -9,16 +9,21 @@ only the devices it concerns.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any, Literal
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
+from gateway.catalog import DeviceCatalog, Source
 from gateway.config import (
     DeviceConfig,
     GatewayConfig,
     ProfileConfig,
+    check_device,
     check_references,
     device_adapter,
     problems_from,
@@ -31,11 +36,18 @@ from gateway.registry import Registry
 from gateway.runtime import Runtime
 from gateway.status import DeviceState, DeviceStatus
 
-__all__ = ["Conflict", "ControlPlane", "NotFound", "Source"]
+__all__ = ["MASK", "Conflict", "ControlPlane", "NotFound", "Source"]
 
 log = logging.getLogger(__name__)
 
-Source = Literal["file", "api"]
+MASK = "**********"
+"""How a secret is shown (pydantic's SecretStr in JSON); never taken back as a new secret."""
+
+_DEVICE_AT = re.compile(r"\(device devices\[(\d+)\]\)")
+"""How check_references names the device a profile problem was found for."""
+
+_SLICE = 200
+"""Devices handled between two yields to the event loop in bulk work (about a few ms)."""
 
 
 class NotFound(GatewayError):
@@ -67,28 +79,49 @@ class ControlPlane:
         self._registry = registry
         self._runtime = runtime
         self._store = store
-        self._file_devices = {d.id for d in file_config.devices}
         self._file_profiles = {p.id for p in file_config.profiles}
         self.api_profiles: dict[str, ProfileConfig] = {}
-        self.api_devices: dict[str, DeviceConfig] = {}
+        self._profile_index: dict[str, tuple[int, ProfileConfig]] = {}
+        self.catalog = DeviceCatalog()
+        for device in file_config.devices:
+            self.catalog.put(device, "file")
+        # One change at a time: bulk work yields to the loop between slices, and a concurrent
+        # change must not slip in between its checks and its commit.
+        self._changing = asyncio.Lock()
         self._restore()
 
     # -- reading -----------------------------------------------------------------------------
 
     @property
     def config(self) -> GatewayConfig:
-        return self._combined(list(self.api_devices.values()), list(self.api_profiles.values()))
+        """The file's configuration with what the API added."""
+        return self.file_config.model_copy(
+            update={
+                "devices": list(self.catalog.devices()),
+                "profiles": [*self.file_config.profiles, *self.api_profiles.values()],
+            }
+        )
 
-    def devices(self) -> list[tuple[DeviceConfig, Source]]:
-        return [(d, "file") for d in self.file_config.devices] + [
-            (d, "api") for d in self.api_devices.values()
-        ]
+    def devices(self) -> Iterator[tuple[DeviceConfig, Source]]:
+        return self.catalog.entries()
 
     def device(self, device_id: str) -> tuple[DeviceConfig, Source]:
-        for device, source in self.devices():
-            if device.id == device_id:
-                return device, source
-        raise NotFound(f"no device {device_id!r}")
+        found = self.catalog.get(device_id)
+        if found is None:
+            raise NotFound(f"no device {device_id!r}")
+        return found
+
+    def tag_names(self, device_id: str) -> list[str]:
+        """The tags a device reads (its own groups' or its profile's)."""
+        device, _ = self.device(device_id)
+        groups = device.groups
+        if groups is None:
+            groups = self.profile(device.profile or "")[0].groups
+        return [tag.name for group in groups for tag in group.tags]
+
+    def state(self, device_id: str) -> DeviceState:
+        running = self._runtime.devices.get(device_id)
+        return DeviceState.DISABLED if running is None else running.status.state
 
     def status(self, device_id: str) -> DeviceStatus:
         running = self._runtime.devices.get(device_id)
@@ -97,113 +130,148 @@ class ControlPlane:
         self.device(device_id)
         return DeviceStatus(device_id, state=DeviceState.DISABLED)
 
+    def counts(self) -> dict[str, int]:
+        """Devices per state (every state named, zeros included)."""
+        counts = dict.fromkeys((state.value for state in DeviceState), 0)
+        for running in self._runtime.devices.values():
+            counts[running.status.state.value] += 1
+        counts[DeviceState.DISABLED.value] = len(self.catalog) - len(self._runtime.devices)
+        return counts
+
     def profiles(self) -> list[tuple[ProfileConfig, Source]]:
         return [(p, "file") for p in self.file_config.profiles] + [
             (p, "api") for p in self.api_profiles.values()
         ]
 
     def profile(self, profile_id: str) -> tuple[ProfileConfig, Source]:
-        for profile, source in self.profiles():
-            if profile.id == profile_id:
-                return profile, source
-        raise NotFound(f"no profile {profile_id!r}")
+        found = self._profile_index.get(profile_id)
+        if found is None:
+            raise NotFound(f"no profile {profile_id!r}")
+        source: Source = "file" if profile_id in self._file_profiles else "api"
+        return found[1], source
 
     # -- devices -----------------------------------------------------------------------------
 
-    async def create_devices(self, devices: Sequence[DeviceConfig]) -> None:
-        """Create one or many devices, all or nothing."""
-        seen: set[str] = set()
-        for index, device in enumerate(devices):
-            where = f"devices[{index}].id" if len(devices) > 1 else "id"
-            if device.id in seen or self._exists(device.id):
-                raise Conflict(f"{where}: a device {device.id!r} exists already")
-            seen.add(device.id)
-        candidate = [*self.api_devices.values(), *devices]
-        self._check(candidate, list(self.api_profiles.values()), [d.id for d in devices])
-        await self._registry.put_devices({d.id: _document(d) for d in devices})
-        for device in devices:
-            self.api_devices[device.id] = device
-        self._apply()
-        for device in devices:
-            if device.enabled:
-                self._runtime.add_device(device)
+    async def create_devices(
+        self, devices: Sequence[DeviceConfig], places: Sequence[str] | None = None
+    ) -> None:
+        """Create one or many devices, all or nothing; ``places`` name them in problems (by
+        default ``devices[i]``, or nothing for a single one)."""
+        if places is None:
+            places = [""] if len(devices) == 1 else [f"devices[{i}]" for i in range(len(devices))]
+        async with self._changing:
+            problems: list[ConfigProblem] = []
+            seen: dict[str, str] = {}
+            for index, (device, where) in enumerate(zip(devices, places, strict=True)):
+                taken = self.catalog.taken(device.id) or seen.get(device.id.casefold())
+                if taken is not None:
+                    raise Conflict(f"{_at(where, 'id')}: a device {taken!r} exists already")
+                seen[device.id.casefold()] = device.id
+                problems += [_place(p, where) for p in self._check(device)]
+                if index % _SLICE == _SLICE - 1:
+                    await asyncio.sleep(0)
+            if problems:
+                raise ConfigError(problems)
+            await self._registry.put_devices({d.id: _document(d) for d in devices})
+            for index, device in enumerate(devices):
+                self.catalog.put(device, "api")
+                if device.enabled:
+                    self._runtime.add_device(device)
+                if index % _SLICE == _SLICE - 1:
+                    await asyncio.sleep(0)
+            self._apply()
 
-    async def replace_device(self, device_id: str, device: DeviceConfig) -> None:
-        self._own_device(device_id)
-        if device.id != device_id:
-            raise ConfigError([ConfigProblem("id", f"must be {device_id!r}, the device's id")])
-        candidate = [device if d.id == device_id else d for d in self.api_devices.values()]
-        self._check(candidate, list(self.api_profiles.values()), [device_id])
-        await self._registry.put_device(device_id, _document(device))
-        self.api_devices[device_id] = device
-        self._apply()
-        await self._sync(device)
+    async def replace_device(self, device_id: str, device: DeviceConfig) -> DeviceConfig:
+        """Replace an API device; a secret sent back masked keeps its stored value."""
+        async with self._changing:
+            current = self._own_device(device_id)
+            if device.id != device_id:
+                raise ConfigError([ConfigProblem("id", f"must be {device_id!r}, the device's id")])
+            device = self._unmask(device, current)
+            problems = self._check(device)
+            if problems:
+                raise ConfigError(problems)
+            await self._registry.put_device(device_id, _document(device))
+            self.catalog.put(device, "api")
+            self._apply()
+            await self._sync(device)
+            return device
 
     async def patch_device(self, device_id: str, changes: dict[str, Any]) -> DeviceConfig:
-        """Merge ``changes`` into the device (objects merge, lists and values replace)."""
-        current = self._own_device(device_id)
-        merged = _merge(_document(current), changes)
+        """Merge ``changes`` into the device (RFC 7396: objects merge, null removes, lists and
+        values replace)."""
+        merged = _merge(_document(self._own_device(device_id)), changes)
         try:
             device = self._devices.validate_python(merged)
         except ValidationError as exc:
             raise ConfigError(problems_from(exc, union_at_root=True, plugins=self.plugins)) from exc
-        await self.replace_device(device_id, device)
-        return device
+        return await self.replace_device(device_id, device)
 
     async def delete_device(self, device_id: str) -> None:
-        self._own_device(device_id)
-        await self._registry.delete_device(device_id)
-        del self.api_devices[device_id]
-        self._apply()
-        if device_id in self._runtime.devices:
-            await self._runtime.remove_device(device_id, forget=True)
-        if self._store is not None:
-            self._store.forget(device_id)
+        async with self._changing:
+            self._own_device(device_id)
+            await self._registry.delete_device(device_id)
+            self.catalog.remove(device_id)
+            self._apply()
+            if device_id in self._runtime.devices:
+                await self._runtime.remove_device(device_id, forget=True)
+            if self._store is not None:
+                self._store.forget(device_id)
 
     # -- profiles ----------------------------------------------------------------------------
 
     async def create_profile(self, profile: ProfileConfig) -> None:
-        if profile.id in self.api_profiles or profile.id in self._file_profiles:
-            raise Conflict(f"id: a profile {profile.id!r} exists already")
-        self._check(list(self.api_devices.values()), [*self.api_profiles.values(), profile], [])
-        await self._registry.put_profile(profile.id, _document(profile))
-        self.api_profiles[profile.id] = profile
-        self._apply()
+        async with self._changing:
+            taken = next(
+                (p for p in self._profile_index if p.casefold() == profile.id.casefold()), None
+            )
+            if taken is not None:
+                raise Conflict(f"id: a profile {taken!r} exists already")
+            self._check_profile(profile, [])
+            await self._registry.put_profile(profile.id, _document(profile))
+            self.api_profiles[profile.id] = profile
+            self._index_profiles()
+            self._apply()
 
     async def replace_profile(self, profile_id: str, profile: ProfileConfig) -> None:
-        self._own_profile(profile_id)
-        if profile.id != profile_id:
-            raise ConfigError([ConfigProblem("id", f"must be {profile_id!r}, the profile's id")])
-        profiles = [profile if p.id == profile_id else p for p in self.api_profiles.values()]
-        users = [d for d in self.api_devices.values() if d.profile == profile_id]
-        self._check(list(self.api_devices.values()), profiles, [d.id for d in users])
-        await self._registry.put_profile(profile_id, _document(profile))
-        self.api_profiles[profile_id] = profile
-        self._apply()
-        for device in users:
-            await self._sync(device)
+        async with self._changing:
+            self._own_profile(profile_id)
+            if profile.id != profile_id:
+                raise ConfigError(
+                    [ConfigProblem("id", f"must be {profile_id!r}, the profile's id")]
+                )
+            users = sorted(self.catalog.users_of(profile_id))
+            self._check_profile(profile, users)
+            await self._registry.put_profile(profile_id, _document(profile))
+            self.api_profiles[profile_id] = profile
+            self._index_profiles()
+            self._apply()
+            for index, device_id in enumerate(users):
+                await self._sync(self.device(device_id)[0])
+                if index % _SLICE == _SLICE - 1:
+                    await asyncio.sleep(0)
 
     async def delete_profile(self, profile_id: str) -> None:
-        self._own_profile(profile_id)
-        users = sorted(d.id for d in self.api_devices.values() if d.profile == profile_id)
-        if users:
-            raise Conflict(f"profile {profile_id!r} is used by {', '.join(users)}")
-        await self._registry.delete_profile(profile_id)
-        del self.api_profiles[profile_id]
-        self._apply()
+        async with self._changing:
+            self._own_profile(profile_id)
+            users = sorted(self.catalog.users_of(profile_id))
+            if users:
+                shown = ", ".join(users[:20]) + (
+                    f" and {len(users) - 20} more" if len(users) > 20 else ""
+                )
+                raise Conflict(f"profile {profile_id!r} is used by {shown}")
+            await self._registry.delete_profile(profile_id)
+            del self.api_profiles[profile_id]
+            self._index_profiles()
+            self._apply()
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _exists(self, device_id: str) -> bool:
-        return device_id in self.api_devices or device_id in self._file_devices
-
     def _own_device(self, device_id: str) -> DeviceConfig:
-        if device_id in self._file_devices:
+        device, source = self.device(device_id)
+        if source == "file":
             raise Conflict(f"device {device_id!r} is defined in the configuration file: edit it")
-        try:
-            return self.api_devices[device_id]
-        except KeyError:
-            raise NotFound(f"no device {device_id!r}") from None
+        return device
 
     def _own_profile(self, profile_id: str) -> ProfileConfig:
         if profile_id in self._file_profiles:
@@ -213,40 +281,49 @@ class ControlPlane:
         except KeyError:
             raise NotFound(f"no profile {profile_id!r}") from None
 
-    def _combined(
-        self, devices: list[DeviceConfig], profiles: list[ProfileConfig]
-    ) -> GatewayConfig:
-        return self.file_config.model_copy(
+    def _check(self, device: DeviceConfig) -> list[ConfigProblem]:
+        """One device against the profiles it references: the same checks as the file's, at a
+        cost that does not grow with the number of devices."""
+        problems = check_device(device, "", self._profile_index, self.plugins)
+        return [ConfigProblem(p.path.lstrip("."), p.message) for p in problems]
+
+    def _check_profile(self, profile: ProfileConfig, users: Sequence[str]) -> None:
+        """A new or changed profile, with every device that uses it."""
+        profiles = [p for p in self.api_profiles.values() if p.id != profile.id]
+        candidate = self.file_config.model_copy(
             update={
-                "devices": [*self.file_config.devices, *devices],
-                "profiles": [*self.file_config.profiles, *profiles],
+                "devices": [self.device(d)[0] for d in users],
+                "profiles": [*self.file_config.profiles, *profiles, profile],
             }
         )
-
-    def _check(
-        self, devices: list[DeviceConfig], profiles: list[ProfileConfig], changed: list[str]
-    ) -> None:
-        """Reference checks of the whole candidate configuration; problems of the changed
-        devices are reported with paths relative to what the caller sent."""
-        candidate = self._combined(devices, profiles)
-        index = {d.id: i for i, d in enumerate(candidate.devices)}
-        single = len(changed) == 1
-        problems: list[ConfigProblem] = []
+        position = len(candidate.profiles) - 1
+        problems = []
         for problem in check_references(candidate, self.plugins):
-            for position, device_id in enumerate(changed):
-                prefix = f"devices[{index[device_id]}]"
-                if problem.path.startswith(prefix) or f"({prefix})" in problem.message:
-                    path = problem.path.removeprefix(prefix).lstrip(".")
-                    if not single and problem.path.startswith(prefix):
-                        path = f"devices[{position}]" + problem.path.removeprefix(prefix)
-                    message = problem.message.replace(f" (device {prefix})", "")
-                    problems.append(ConfigProblem(path, message))
-                    break
-            else:
-                if problem.path.startswith("profiles["):
-                    problems.append(problem)
+            path = problem.path
+            if path.startswith(f"profiles[{position}]"):
+                path = path.removeprefix(f"profiles[{position}]").lstrip(".")
+            elif path.startswith("devices["):
+                device = users[int(path[len("devices[") : path.index("]")])]
+                path = f"device {device}: {path[path.index(']') + 1 :].lstrip('.')}"
+            elif path.startswith("profiles["):
+                continue  # another profile's old problem, not this change's
+            message = _DEVICE_AT.sub(lambda m: f"(device {users[int(m[1])]})", problem.message)
+            problems.append(ConfigProblem(path, message))
         if problems:
             raise ConfigError(problems)
+
+    def _index_profiles(self) -> None:
+        profiles = [*self.file_config.profiles, *self.api_profiles.values()]
+        self._profile_index = {p.id: (i, p) for i, p in enumerate(profiles)}
+
+    def _unmask(self, device: DeviceConfig, current: DeviceConfig) -> DeviceConfig:
+        """Secrets sent back as the mask keep their stored values; a mask with nothing stored
+        behind it is refused, never stored as the secret."""
+        problems: list[ConfigProblem] = []
+        document = _restore_secrets(_document(device), _document(current), "", problems)
+        if problems:
+            raise ConfigError(problems)
+        return self._devices.validate_python(document)
 
     def _apply(self) -> None:
         self._runtime.config = self.config
@@ -262,8 +339,10 @@ class ControlPlane:
             self._runtime.add_device(device)
 
     def _restore(self) -> None:
-        """Load what the API created before; entries that no longer validate (say, the file
-        now defines the same id) are skipped with an error in the log, and kept on disk."""
+        """Load what the API created before, in time linear in its size; entries that no
+        longer validate (say, the file now defines the same id) are skipped with an error in
+        the log, and kept on disk."""
+        started = time.perf_counter()
         for document in self._registry.profiles():
             try:
                 profile = self._profiles.validate_python(document)
@@ -274,27 +353,90 @@ class ControlPlane:
                 log.error("stored profile %s is shadowed by the file, skipped", profile.id)
                 continue
             self.api_profiles[profile.id] = profile
-        for document in self._registry.devices():
+        self._index_profiles()
+        documents = self._registry.devices()
+        if documents:
+            log.info("restoring %d device(s) registered over the API", len(documents))
+        restored = 0
+        for document in documents:
             try:
                 device = self._devices.validate_python(document)
-                if self._exists(device.id):
-                    raise Conflict(f"device {device.id} is also defined in the file")
-                self._check(
-                    [*self.api_devices.values(), device],
-                    list(self.api_profiles.values()),
-                    [device.id],
+                taken = self.catalog.taken(device.id)
+                if taken is not None:
+                    raise Conflict(f"id {taken!r} is taken (by the file, or the same but for case)")
+                problems = self._check(device)
+                if problems:
+                    raise ConfigError(problems)
+            except ValidationError as exc:
+                problems = problems_from(exc, union_at_root=True, plugins=self.plugins)
+                log.error(
+                    "stored device %s is invalid, skipped: %s", document.get("id"), _line(problems)
                 )
-            except (ValidationError, GatewayError) as exc:
+                continue
+            except ConfigError as exc:
+                log.error(
+                    "stored device %s is invalid, skipped: %s",
+                    document.get("id"),
+                    _line(exc.problems),
+                )
+                continue
+            except GatewayError as exc:
                 log.error("stored device %s is invalid, skipped: %s", document.get("id"), exc)
                 continue
-            self.api_devices[device.id] = device
+            self.catalog.put(device, "api")
+            restored += 1
+        if documents:
+            elapsed = time.perf_counter() - started
+            log.info("restored %d of %d device(s) in %.2f s", restored, len(documents), elapsed)
         self._apply()
 
 
+def _line(problems: Sequence[ConfigProblem]) -> str:
+    return "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in problems)
+
+
+def _place(problem: ConfigProblem, where: str) -> ConfigProblem:
+    """A device's problem as the caller named the device; one found in the profile it uses
+    keeps the profile's path and names the device."""
+    if problem.path.startswith("profiles[") and where:
+        return ConfigProblem(problem.path, f"{problem.message} (device {where})")
+    return ConfigProblem(_at(where, problem.path), problem.message)
+
+
+def _at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _restore_secrets(new: Any, current: Any, path: str, problems: list[ConfigProblem]) -> Any:
+    if isinstance(new, SecretStr) and new.get_secret_value() == MASK:
+        if isinstance(current, SecretStr):
+            return current
+        problems.append(
+            ConfigProblem(path, f"{MASK} is the mask of a secret, not a value; send the secret")
+        )
+        return new
+    if isinstance(new, Mapping):
+        old = current if isinstance(current, Mapping) else {}
+        return {k: _restore_secrets(v, old.get(k), _at(path, k), problems) for k, v in new.items()}
+    if isinstance(new, list):
+        old_items = current if isinstance(current, list) else []
+        return [
+            _restore_secrets(
+                v, old_items[i] if i < len(old_items) else None, f"{path}[{i}]", problems
+            )
+            for i, v in enumerate(new)
+        ]
+    return new
+
+
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """JSON merge patch (RFC 7396): objects merge, null removes (back to the default), lists
+    and values replace."""
     merged = dict(base)
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value

@@ -3,13 +3,15 @@
 Runs config/gateway.yaml against the Modbus and OPC UA simulators and a broker it starts
 itself: Mosquitto when it is installed, else the embedded amqtt broker. Prefers the usual ports
 (5020, 4840, 1883, 8000) and takes free ones when those are busy. Ctrl-C stops everything it
-started, by PID.
+started, by PID; if the demo itself is killed, the kernel stops them (a parent-death signal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import getpass
 import importlib.util
 import os
 import secrets
@@ -25,12 +27,14 @@ from pydantic import SecretStr
 from gateway.api.config import ApiToken
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError
+from gateway.registry import DATABASE_FILE, registered_devices
 from gateway.sinks.mqtt_config import MqttConfig
 
 __all__ = ["run_demo"]
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 30.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _port(preferred: int) -> int:
@@ -65,9 +69,11 @@ async def _start_broker(workdir: Path, port: int) -> tuple[asyncio.subprocess.Pr
     mosquitto = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
     if mosquitto:
         conf = workdir / "mosquitto.conf"
+        # "user": the demo's own, so that Mosquitto started as root does not switch users,
+        # which would clear its parent-death signal.
         conf.write_text(
             f"per_listener_settings true\npersistence false\nmax_queued_messages 0\n"
-            f"listener {port} {HOST}\nallow_anonymous true\n"
+            f"listener {port} {HOST}\nallow_anonymous true\nuser {getpass.getuser()}\n"
         )
         argv, name = [mosquitto, "-c", str(conf)], "Mosquitto"
     elif importlib.util.find_spec("amqtt") is not None:
@@ -86,16 +92,27 @@ async def _start_broker(workdir: Path, port: int) -> tuple[asyncio.subprocess.Pr
         )
     # A session of its own: Ctrl-C reaches only the demo, which stops the broker last.
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=log, stderr=log, start_new_session=True
+        *argv, stdout=log, stderr=log, start_new_session=True, preexec_fn=_die_with_the_demo
     )
     await _wait_port(port, process, name)
     return process, name
+
+
+def _die_with_the_demo() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when the demo dies, even by
+    SIGKILL, so nothing the demo started outlives it (Linux; elsewhere Ctrl-C still works)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the demo died before prctl: do not linger
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _start_simulator(module: str, port: int, *args: str) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", f"simulators.{module}", "--port", str(port), *args,
         "--log-level", "WARNING", stdout=asyncio.subprocess.PIPE, start_new_session=True,
+        preexec_fn=_die_with_the_demo,
     )  # fmt: skip
     assert process.stdout is not None
     try:
@@ -117,6 +134,11 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+def _registered(config: GatewayConfig) -> str:
+    count = registered_devices(config.gateway.data_dir / DATABASE_FILE)
+    return f", {count} registered over the API" if count else ""
 
 
 def _demo_settings(config: GatewayConfig, workdir: Path, api_port: int) -> GatewayConfig:
@@ -163,7 +185,7 @@ async def run_demo(
             f"  OPC UA PLC simulator  opc.tcp://{HOST}:{opcua_port}\n"
             f"  MQTT broker           {HOST}:{broker_port} ({broker_name})\n"
             f"  gateway               {config.gateway.id}: {len(config.devices)} devices "
-            f"from {config_path}\n\n"
+            f"from {config_path}{_registered(config)}\n\n"
             f"  Page:       {page}/#token={token}\n"
             f"  API token:  {token}   (admin; API docs at {page}/docs)\n"
             f"    curl -H 'Authorization: Bearer {token}' {page}/api/v1/devices\n\n"

@@ -25,10 +25,20 @@ __all__ = [
 
 DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
 
-Labels = dict[
-    Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][\w\-]*$")],
-    Annotated[str, Field(max_length=256)],
+MAX_LABELS = 32
+"""Labels per device: they are carried into every message and series (as tags in InfluxDB)."""
+
+Labels = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][\w\-]*$")],
+        Annotated[str, Field(max_length=256)],
+    ],
+    Field(max_length=MAX_LABELS),
 ]
+
+MAX_TEXT = 1024
+"""Any text field of a device, profile or group that sets no tighter bound: a 10 MB host name
+is a mistake or an attack, never a device."""
 
 
 def _valid_measurement(name: str) -> str:
@@ -50,7 +60,7 @@ Measurement = Annotated[
 class GroupBase(BaseModel):
     """Tags read together at one interval (a poll period or a publishing interval)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_TEXT)
 
     name: Annotated[str, Field(min_length=1, max_length=64)] = "default"
     interval: float = Field(default=1.0, ge=0.01, le=86400, description="Seconds")
@@ -60,7 +70,7 @@ class GroupBase(BaseModel):
 class ProfileBase(BaseModel):
     """A reusable tag list: 300 identical drives are 300 short device entries."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_TEXT)
 
     id: DeviceId
     type: str
@@ -71,7 +81,7 @@ class ProfileBase(BaseModel):
 
 
 class DeviceBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_TEXT)
 
     id: DeviceId
     type: str

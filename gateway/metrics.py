@@ -49,7 +49,9 @@ class RuntimeCollector(Collector):
                 family.add_metric([status.device], getattr(status, attribute))
             yield family
         by_state = Counter(status.state for status in statuses)
-        devices = GaugeMetricFamily("gateway_devices", "Running devices by state", labels=["state"])
+        # Configured but not running: disabled (the runtime's config holds every device).
+        by_state[DeviceState.DISABLED] += len(runtime.config.devices) - len(statuses)
+        devices = GaugeMetricFamily("gateway_devices", "Devices by state", labels=["state"])
         for state in DeviceState:
             devices.add_metric([state.value], by_state.get(state, 0))
         yield devices
@@ -125,3 +127,14 @@ class RuntimeCollector(Collector):
         )
         down.add_metric([], len(runtime.down))
         yield from (unstored, restarts, down)
+        lag = runtime.loop_lag
+        loop = HistogramMetricFamily(
+            "gateway_event_loop_lag_seconds",
+            "How late the event loop ran what was due (anything that held it)",
+        )
+        loop.add_metric([], buckets=lag.histogram.buckets(), sum_value=lag.histogram.sum)
+        longest = GaugeMetricFamily(
+            "gateway_event_loop_lag_max_seconds", "The longest event-loop lag since the start"
+        )
+        longest.add_metric([], lag.max)
+        yield from (loop, longest)

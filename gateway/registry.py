@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-__all__ = ["DATABASE_FILE", "Registry", "open_database"]
+__all__ = ["DATABASE_FILE", "Registry", "open_database", "registered_devices"]
 
 DATABASE_FILE = "gateway.db"
 """The gateway's state in its data directory: registry, outbox and history."""
@@ -26,6 +27,7 @@ DATABASE_FILE = "gateway.db"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, doc BLOB NOT NULL, position INTEGER);
 CREATE TABLE IF NOT EXISTS profiles (id TEXT PRIMARY KEY, doc BLOB NOT NULL, position INTEGER);
+CREATE INDEX IF NOT EXISTS devices_position ON devices (position);
 """
 
 
@@ -38,6 +40,18 @@ def open_database(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA busy_timeout=5000")
     return connection
+
+
+def registered_devices(path: Path) -> int:
+    """How many devices the API registered in the gateway file at ``path`` (0 when there is
+    none or it cannot be read), read-only, for a banner."""
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT COUNT(*) FROM devices").fetchone()[0])
+    except sqlite3.Error:
+        return 0
 
 
 def _encode(document: Any) -> bytes:

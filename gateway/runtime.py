@@ -21,6 +21,7 @@ from gateway.config import DeviceConfig, GatewayConfig
 from gateway.cycle import Cycle
 from gateway.errors import GatewayError, SinkError
 from gateway.health import DeviceHealth
+from gateway.looplag import LoopLag
 from gateway.normalize import ReportFilter
 from gateway.outbox import Outbox
 from gateway.plugins import ConnectorFactory
@@ -100,6 +101,7 @@ class Runtime:
         """Core tasks that died and wait for their restart, with the reason (see /healthz)."""
         self.restarts: dict[str, int] = {}
         """Restarts of each core task since the start."""
+        self.loop_lag = LoopLag()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
@@ -132,6 +134,7 @@ class Runtime:
         core: dict[str, Callable[[], Awaitable[None]]] = {
             f"sink:{buffer.sink.name}": buffer.run for buffer in self.buffers
         }
+        core["loop-lag"] = self.loop_lag.run
         for channel in self._channels:
             core[f"status:{channel.name}"] = functools.partial(self._publish_statuses, channel)
         if self.outbox is not None:

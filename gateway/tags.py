@@ -15,7 +15,7 @@ TagName = Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^/+#"\x
 class Deadband(BaseModel):
     """A value is reported only when it moved by more than this since the last report."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=1024)
 
     absolute: float | None = Field(default=None, ge=0)
     percent: float | None = Field(default=None, gt=0, le=100)
@@ -28,7 +28,7 @@ class Deadband(BaseModel):
 
 
 class TagBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=1024)
 
     name: TagName
     unit: str | None = Field(default=None, max_length=32, description="Engineering unit, e.g. degC")

@@ -140,7 +140,7 @@ class ModbusProfile(ProfileBase):
 class ModbusDeviceConfig(DeviceBase):
     type: Literal["modbus"]
     transport: Literal["tcp", "rtu_over_tcp", "serial"] = "tcp"
-    host: str | None = Field(default=None, min_length=1, examples=["10.0.0.17"])
+    host: str | None = Field(default=None, min_length=1, max_length=253, examples=["10.0.0.17"])
     port: int = Field(default=502, ge=1, le=65535)
     serial_port: str | None = Field(
         default=None, description="e.g. /dev/ttyUSB0 (transport serial)"

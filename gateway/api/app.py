@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from gateway.api.auth import TokenBook
-from gateway.api.problems import install_problem_handlers
-from gateway.api.routes import devices, profiles, protocols, system, telemetry
+from gateway.api.guard import BodyLimit, SecurityHeaders
+from gateway.api.problems import MEDIA_TYPE, install_problem_handlers
+from gateway.api.routes import devices, page, profiles, protocols, system, telemetry
 from gateway.assembly import Gateway
 from gateway.metrics import RuntimeCollector
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-_PAGE = Path(__file__).with_name("static") / "index.html"
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -48,11 +47,27 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(protocols.build_router(gateway.plugins))
     app.include_router(telemetry.router)
     app.include_router(system.router)
-
-    html = _PAGE.read_text(encoding="utf-8")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(html)
-
+    app.include_router(page.router)
+    app.add_middleware(BodyLimit, limit=gateway.config.api.max_body_kb * 1024)
+    app.add_middleware(SecurityHeaders, hsts=gateway.config.api.tls is not None)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, saying what is really sent: errors as problem+json."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    schema_ref = content.get("application/json", {}).get("schema", {}).get("$ref")
+                    if status[0] in "45" and str(schema_ref).endswith("/Problem"):
+                        content[MEDIA_TYPE] = content.pop("application/json")
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        app.openapi_schema = schema
+    return app.openapi_schema

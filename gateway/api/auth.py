@@ -1,4 +1,5 @@
-"""Bearer tokens with two roles: ``viewer`` reads, ``admin`` also writes.
+"""Bearer tokens with three roles: ``viewer`` reads, ``operator`` also sets values on devices
+(write-back), ``admin`` also changes the configuration (devices, profiles).
 
 401 when the token is missing or unknown, 403 when it is known but its role may not do this.
 Tokens are compared in constant time (as SHA-256 digests, so lengths never leak either).
@@ -19,7 +20,8 @@ from gateway.api.config import ApiToken
 
 __all__ = ["Role", "TokenBook", "require"]
 
-Role = Literal["admin", "viewer"]
+Role = Literal["viewer", "operator", "admin"]
+_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
 
 
 class TokenBook:
@@ -60,8 +62,8 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, Role]]:
         granted = book.role_of(credentials.credentials)
         if granted is None:
             raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
-        if role == "admin" and granted != "admin":
-            raise HTTPException(403, "this needs an admin token")
+        if _RANK[granted] < _RANK[role]:
+            raise HTTPException(403, f"this needs an {role} token; this one is a {granted}'s")
         return granted
 
     return check

@@ -10,7 +10,10 @@ from gateway.reading import Value
 from gateway.status import DeviceStatus
 
 __all__ = [
+    "BULK_MAX",
+    "BulkCreated",
     "BulkDevices",
+    "DeviceCounts",
     "DevicePage",
     "DevicePublic",
     "FieldPublic",
@@ -87,13 +90,28 @@ class ProfilePublic(BaseModel):
     used_by: list[str]
 
 
+BULK_MAX = 10_000
+"""Devices per bulk registration."""
+
+
 class BulkDevices(BaseModel):
-    """Many devices from one profile: each entry holds what differs (id, address, labels)."""
+    """Many devices from profiles: each entry holds what differs (id, address, labels), and
+    may name its own ``profile`` instead of the common one."""
 
     model_config = ConfigDict(extra="forbid")
 
-    profile: str
-    devices: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    profile: str | None = Field(default=None, description="The profile of entries naming none")
+    devices: list[dict[str, Any]] = Field(min_length=1, max_length=BULK_MAX)
+
+
+class BulkCreated(BaseModel):
+    created: int
+    devices: list[str] = Field(description="Their ids, in the order given")
+
+
+class DeviceCounts(BaseModel):
+    total: int
+    states: dict[str, int] = Field(description="Devices per state, every state named")
 
 
 class TagValue(BaseModel):

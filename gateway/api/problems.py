@@ -16,9 +16,26 @@ from gateway.config import format_location
 from gateway.control import Conflict, NotFound
 from gateway.errors import ConfigError
 
-__all__ = ["FieldProblem", "Problem", "install_problem_handlers"]
+__all__ = [
+    "ERRORS",
+    "MEDIA_TYPE",
+    "FieldProblem",
+    "MalformedBody",
+    "Problem",
+    "install_problem_handlers",
+    "problem",
+]
 
 MEDIA_TYPE = "application/problem+json"
+
+
+class MalformedBody(Exception):
+    """A body that cannot be read at all (not JSON, not UTF-8, wrong media type): 400 or 415,
+    as opposed to a readable body with bad fields (422)."""
+
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.status = status
 
 
 class FieldProblem(BaseModel):
@@ -33,6 +50,21 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[FieldProblem] = []
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": text}
+    for code, text in {
+        400: "The body cannot be read: not JSON (or not CSV), not UTF-8",
+        401: "No or unknown token",
+        403: "The token's role may not do this",
+        404: "No such device, profile or tag",
+        409: "Id taken, or defined by the configuration file",
+        413: "The body is larger than api.max_body_kb",
+        422: "Invalid body or query: every bad field is named",
+    }.items()
+}
+"""The problems every API route may answer (its OpenAPI document says problem+json)."""
 
 
 def problem(
@@ -60,6 +92,10 @@ def _field(loc: tuple[Any, ...]) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        malformed = [e for e in exc.errors() if e["type"] == "json_invalid"]
+        if malformed:
+            detail = f"the body is not JSON: {malformed[0]['ctx'].get('error', 'invalid')}"
+            return problem(400, "Malformed body", detail)
         errors = [
             FieldProblem(
                 field=_field(tuple(e["loc"])), message=e["msg"].removeprefix("Value error, ")
@@ -74,6 +110,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [FieldProblem(field=p.path or "body", message=p.message) for p in exc.problems]
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
         return problem(422, "Invalid configuration", detail, errors)
+
+    @app.exception_handler(MalformedBody)
+    async def malformed(request: Request, exc: MalformedBody) -> JSONResponse:
+        return problem(exc.status, _title(exc.status), str(exc))
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from gateway.api.config import ApiConfig
 from gateway.errors import GatewayError
 
 __all__ = ["serve_api"]
@@ -23,14 +24,21 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve_api(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve_api(app: FastAPI, api: ApiConfig, stop: asyncio.Event) -> None:
     """Serve ``app`` (the face of a gateway that runs beside it) until ``stop`` is set."""
+    host, port = api.host, api.port
+    tls = api.tls
     # access_log in the constructor: set afterwards, uvicorn has already set up its logger and
     # logs every request (every /metrics scrape) through the root handler.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        ssl_certfile=None if tls is None else str(tls.cert_file),
+        ssl_keyfile=None if tls is None else str(tls.key_file),
+        ssl_keyfile_password=None
+        if tls is None or tls.key_password is None
+        else tls.key_password.get_secret_value(),
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -78,6 +79,58 @@ def test_demo_publishes_then_ctrl_c_stops_everything_it_started(tmp_path: Path) 
         assert not any(child.is_running() for child in children)
     finally:
         demo.stop()
+
+
+def test_a_killed_demo_takes_what_it_started_with_it_and_counts_api_devices(
+    tmp_path: Path,
+) -> None:
+    argv = [sys.executable, "-m", "gateway.cli", "demo", "--workdir", str(tmp_path / "demo")]
+    first = ManagedProcess(argv, tmp_path, name="demo", cwd=ROOT).start()
+    children: list[psutil.Process] = []
+    try:
+        page = first.wait_for_line(r"Page:\s+(http://\S+)/#token=(\S+)", 30)
+        assert (
+            "4 devices from" in first.output() and "registered over the API" not in first.output()
+        )
+        url, token = page.group(1), page.group(2)
+        children = psutil.Process(first.pid).children()
+        assert len(children) == 3, children
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
+
+        def ready() -> bool:
+            try:
+                return api.get("/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, 20, "the demo's control plane ready")
+        body = {"id": "extra", "type": "modbus", "host": "127.0.0.1", "port": 9, "enabled": False}
+        assert api.post("/api/v1/devices", json={**body, "profile": "sim-plc"}).status_code == 201
+        first.kill()
+        wait_until(
+            lambda: (
+                not any(
+                    child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+                    for child in children
+                )
+            ),
+            15,
+            "the broker and simulators gone after the demo's SIGKILL",
+        )
+        second = ManagedProcess(argv, tmp_path, name="demo-again", cwd=ROOT).start()
+        try:
+            second.wait_for_line(
+                r"gateway\s+\S+: 4 devices from \S+, 1 registered over the API", 30
+            )
+            second.send_signal(signal.SIGINT)
+            assert second.wait_exit(20) == 0
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        for child in children:  # if the parent-death signal failed, still stop them
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
 
 
 def test_watch_prints_messages(tmp_path: Path, mosquitto: Mosquitto) -> None:

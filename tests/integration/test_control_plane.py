@@ -195,7 +195,19 @@ def test_bad_requests_get_clean_problem_details(api: httpx.Client, sim: ModbusSi
     raw = api.post(
         "/api/v1/devices", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert raw.status_code == 422
+    assert raw.status_code == 400 and raw.json()["title"] == "Malformed body"
+    huge = api.post(
+        devices, content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}
+    )
+    assert huge.status_code == 413 and "api.max_body_kb" in huge.json()["detail"]
+    assert huge.headers["content-type"] == "application/problem+json"
+    csv = "id,host,port,unit,labels\nc1,h,502,1,line=2\nc2,h,notaport,1,\nc3,h,502,1,oops\n"
+    bad_csv = api.post(f"{bulk}?profile=sim-plc", content=csv, headers={"content-type": "text/csv"})
+    assert bad_csv.status_code == 422
+    assert {e["field"] for e in bad_csv.json()["errors"]} == {"line 3.port", "line 4.labels"}
+    assert api.get(f"{devices}/c1").status_code == 404  # all or nothing
+    other = api.post(bulk, content=b"id\nz", headers={"content-type": "text/plain"})
+    assert other.status_code == 415
 
 
 def test_tokens_and_roles(gateway: GatewayProcess) -> None:

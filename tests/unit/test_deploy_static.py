@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -173,9 +174,15 @@ def stage_instructions(stage: str, keyword: str) -> list[str]:
     return [i.arguments for i in instructions if i.stage in chain and i.keyword == keyword]
 
 
-def env_for_config() -> dict[str, str]:
-    """The gateway container's environment with the values of .env.example."""
-    return service_environment("gateway", read_env_file(ENV_EXAMPLE))
+def env_for_config(example: bool = False) -> dict[str, str]:
+    """The gateway container's environment with the .env that docker/make-env.sh makes (new
+    random secrets), or with the values of .env.example as they are."""
+    if example:
+        return service_environment("gateway", read_env_file(ENV_EXAMPLE))
+    with tempfile.TemporaryDirectory() as workdir:
+        made = Path(workdir) / ".env"
+        subprocess.run(["sh", str(ROOT / "docker" / "make-env.sh"), str(made)], check=True)
+        return service_environment("gateway", read_env_file(made))
 
 
 def compose_config_path() -> Path:
@@ -504,8 +511,24 @@ def test_compose_config_passes_check_config(
     assert (mqtt.host, mqtt.port) == ("mosquitto", 1883)
     assert influx.url == "http://influxdb:8086"
     assert mqtt.password is not None
-    assert mqtt.password.get_secret_value() == "change-me-mqtt-gateway-password"
+    assert len(mqtt.password.get_secret_value()) == 32  # made by make-env.sh
     assert {t.role for t in config.api.tokens} == {"admin", "viewer"}
+
+
+@pytest.mark.parametrize("unset", [False, True], ids=["example-values", "unset"])
+def test_compose_config_fails_check_config_with_the_example_or_no_admin_token(
+    unset: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in env_for_config(example=True).items():
+        monkeypatch.setenv(name, value)
+    if unset:
+        monkeypatch.delenv("GATEWAY_ADMIN_TOKEN")
+    assert gateway_main(["check-config", str(compose_config_path())]) != 0
+    error = capsys.readouterr().err
+    if unset:
+        assert "api.tokens[0].token: environment variable GATEWAY_ADMIN_TOKEN is not set" in error
+    else:
+        assert "api.tokens[0]: token: this is an example value from the repository" in error
 
 
 def test_the_compose_config_reads_the_simulator_services() -> None:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 
 from gateway.api.deps import Admin, Control, Viewer
 from gateway.api.models import ProfilePublic
-from gateway.api.routes.devices import ERRORS
+from gateway.api.problems import ERRORS
 from gateway.config import ProfileConfig, profile_union
 from gateway.control import ControlPlane, Source
 from gateway.plugins import Plugins
@@ -16,7 +16,7 @@ __all__ = ["build_router"]
 
 
 def public(control: ControlPlane, profile: ProfileConfig, source: Source) -> ProfilePublic:
-    users = [d.id for d, _ in control.devices() if d.profile == profile.id]
+    users = sorted(control.catalog.users_of(profile.id))
     return ProfilePublic(
         id=profile.id,
         type=profile.type,

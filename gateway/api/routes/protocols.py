@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from gateway.api.deps import Viewer
 from gateway.api.models import FieldPublic, ProtocolPublic
-from gateway.api.routes.devices import ERRORS
+from gateway.api.problems import ERRORS
 from gateway.devices import DeviceBase
 from gateway.plugins import Plugins, ProtocolPlugin, RegistrationForm
 

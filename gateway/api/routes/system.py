@@ -15,7 +15,15 @@ __all__ = ["router"]
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz", responses={503: {"description": "A core task is down"}})
+@router.get(
+    "/healthz",
+    responses={
+        503: {
+            "description": "A core task is down: which, and why",
+            "content": {"application/json": {"example": {"status": "failing", "tasks": {}}}},
+        }
+    },
+)
 async def healthz(runtime: GatewayRuntime) -> JSONResponse:
     """The process is alive, its event loop answers and every core task runs (a sink's
     worker, a status publisher, the outbox keeper, the history): 503 names the ones that died
@@ -25,7 +33,15 @@ async def healthz(runtime: GatewayRuntime) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", responses={503: {"description": "A sink is not ready"}})
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "A sink is not ready: each one named, with why",
+            "content": {"application/json": {}},
+        }
+    },
+)
 async def readyz(runtime: GatewayRuntime) -> JSONResponse:
     """Ready when every sink is connected (MQTT broker) and writing without errors; a 503
     names each sink that is not, by its name in the config."""

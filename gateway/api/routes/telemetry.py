@@ -10,9 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from gateway.api.deps import Control, Store, Viewer
+from gateway.api.deps import Control, KnownQuery, Store, Viewer
 from gateway.api.models import HistoryPoint, LatestValues, TagHistory, TagValue
-from gateway.api.routes.devices import ERRORS
+from gateway.api.problems import ERRORS
+from gateway.control import NotFound
 from gateway.errors import ConfigError, ConfigProblem
 
 __all__ = ["router"]
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api/v1", tags=["telemetry"], responses=ERRORS)
 MAX_POINTS = 10_000
 
 
-@router.get("/devices/{device_id}/latest", response_model=LatestValues)
+@router.get("/devices/{device_id}/latest", response_model=LatestValues, dependencies=[KnownQuery()])
 async def latest(device_id: str, control: Control, store: Store, _: Viewer) -> LatestValues:
     control.device(device_id)
     readings = store.latest.get(device_id, {})
@@ -35,7 +36,11 @@ async def latest(device_id: str, control: Control, store: Store, _: Viewer) -> L
     return LatestValues(device=device_id, values=values)
 
 
-@router.get("/devices/{device_id}/tags/{tag}/history", response_model=TagHistory)
+@router.get(
+    "/devices/{device_id}/tags/{tag}/history",
+    response_model=TagHistory,
+    dependencies=[KnownQuery("start", "end", "bucket")],
+)
 async def history(
     device_id: str,
     tag: str,
@@ -48,7 +53,8 @@ async def history(
         int | None, Query(ge=1, description="seconds: min/max/mean per bucket (downsampling)")
     ] = None,
 ) -> TagHistory:
-    control.device(device_id)
+    if tag not in control.tag_names(device_id):
+        raise NotFound(f"device {device_id!r} has no tag {tag!r}")
     now = int(time.time() * 1000)
     end_ms = now if end is None else end
     start_ms = end_ms - 3_600_000 if start is None else start
@@ -70,16 +76,20 @@ async def history(
     "/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+    dependencies=[KnownQuery("device")],
 )
 async def stream(
     request: Request,
     store: Store,
+    control: Control,
     _: Viewer,
     device: Annotated[str | None, Query(description="only this device")] = None,
 ) -> StreamingResponse:
     """Live readings as Server-Sent Events: one ``telemetry`` event per device and cycle,
     with the MQTT telemetry payload plus ``device``; a comment line every 15 s when idle.
     The stream ends when the gateway stops."""
+    if device is not None:
+        control.device(device)
     stopping: asyncio.Event = request.app.state.stopping
 
     async def events() -> AsyncIterator[bytes]:
