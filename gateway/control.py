@@ -172,7 +172,7 @@ class ControlPlane:
                     await asyncio.sleep(0)
             if problems:
                 raise ConfigError(problems)
-            await self._registry.put_devices({d.id: _document(d) for d in devices})
+            await self._registry.put_devices(devices)
             for index, device in enumerate(devices):
                 self.catalog.put(device, "api")
                 if device.enabled:

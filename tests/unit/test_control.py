@@ -248,10 +248,9 @@ async def test_restore_skips_what_no_longer_fits_and_keeps_the_rest(
     runtime = Runtime(config, [FakeSink()], {"modbus": Factory()})
     registry = Registry(open_database(tmp_path / "g.db"))
     ids = [f"dev-{i:04d}" for i in range(1500)]
-    documents = {i: device(i, enabled=False).model_dump(mode="python") for i in ids}
-    documents["FROM-FILE"] = device("FROM-FILE", enabled=False).model_dump(mode="python")
-    documents["orphan"] = {**documents["dev-0000"], "id": "orphan", "profile": "gone"}
-    await registry.put_devices(documents)
+    names = [*ids, "FROM-FILE"]
+    await registry.put_devices([device(i, enabled=False) for i in names])
+    await registry.put_devices([device("orphan", profile="gone", enabled=False)])
     with caplog.at_level("INFO"):
         control = ControlPlane(config, registry, runtime)
     assert [d.id for d, _ in control.devices()] == ["from-file", *ids]
