@@ -31,6 +31,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, ConfigProblem, GatewayError
 from gateway.local_store import LocalStore
+from gateway.memory import settle_long_lived
 from gateway.plugins import Plugins, installed
 from gateway.registry import Registry
 from gateway.runtime import Runtime
@@ -180,6 +181,7 @@ class ControlPlane:
                 if index % _SLICE == _SLICE - 1:
                     await asyncio.sleep(0)
             self._apply()
+            settle_long_lived()
 
     async def replace_device(self, device_id: str, device: DeviceConfig) -> DeviceConfig:
         """Replace an API device; a secret sent back masked keeps its stored value."""

@@ -22,6 +22,7 @@ from gateway.cycle import Cycle
 from gateway.errors import GatewayError, SinkError
 from gateway.health import DeviceHealth
 from gateway.looplag import LoopLag
+from gateway.memory import settle_long_lived
 from gateway.normalize import ReportFilter
 from gateway.outbox import Outbox
 from gateway.plugins import ConnectorFactory
@@ -117,6 +118,7 @@ class Runtime:
                 for device in self.config.devices:
                     if device.enabled:
                         self.add_device(device)
+                settle_long_lived()
                 self.started.set()
                 await stop.wait()
                 await self._shutdown(workers)
