@@ -47,8 +47,9 @@ MASK = "**********"
 _DEVICE_AT = re.compile(r"\(device devices\[(\d+)\]\)")
 """How check_references names the device a profile problem was found for."""
 
-_SLICE = 200
-"""Devices handled between two yields to the event loop in bulk work (about a few ms)."""
+_SLICE = 50
+"""Devices handled between two yields to the event loop in bulk work: a few ms, and no more
+new devices' first steps (their connections) in one loop pass."""
 
 
 class NotFound(GatewayError):

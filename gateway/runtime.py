@@ -36,6 +36,8 @@ __all__ = ["CoreTaskFailed", "Runtime"]
 
 log = logging.getLogger(__name__)
 
+_START_SLICE = 50
+"""Devices started between two yields to the event loop."""
 _MAX_DEATHS = 5
 _DEATH_WINDOW = 60.0
 """A core task that dies this many times within this many seconds stops the gateway."""
@@ -115,9 +117,12 @@ class Runtime:
                     tasks.create_task(self._keep_running(name, work), name=name)
                     for name, work in self._core_tasks().items()
                 ]
-                for device in self.config.devices:
-                    if device.enabled:
-                        self.add_device(device)
+                for count, device in enumerate(d for d in self.config.devices if d.enabled):
+                    self.add_device(device)
+                    if count % _START_SLICE == _START_SLICE - 1:
+                        # Each new device's first step (its connection) runs in the next loop
+                        # pass: a thousand at once would hold the loop for ~100 ms.
+                        await asyncio.sleep(0)
                 settle_long_lived()
                 self.started.set()
                 await stop.wait()
