@@ -18,6 +18,7 @@ from gateway.datadir import DataDir
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.history import HISTORY_FILE
 from gateway.local_store import LocalStore
+from gateway.memory import settle_long_lived
 from gateway.plugins import ConnectorFactory, PluginContext, Plugins, SinkConfigBase, installed
 from gateway.protocols import Sink
 from gateway.registry import DATABASE_FILE, Registry, open_database
@@ -88,6 +89,7 @@ class Gateway:
         self._database = open_database(config.gateway.data_dir / DATABASE_FILE)
         self._registry = Registry(self._database)
         self.control = ControlPlane(config, self._registry, self.runtime, self.store, plugins)
+        settle_long_lived()  # the libraries and every restored device
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; ``runtime.started`` is set once devices are polled."""

@@ -149,10 +149,11 @@ def build_router(plugins: Plugins) -> APIRouter:
                 text = body.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
                 raise MalformedBody(f"the CSV is not UTF-8: {exc}") from None
-            entries, unreadable = parse_csv(text)
+            # Off the loop: 10,000 rows take ~50 ms to read (the GIL still lets the loop run).
+            entries, unreadable = await asyncio.to_thread(parse_csv, text)
         elif kind in ("application/json", ""):
             try:
-                bulk = BulkDevices.model_validate_json(body)
+                bulk = await asyncio.to_thread(BulkDevices.model_validate_json, body)
             except ValidationError as exc:
                 if any(e["type"] == "json_invalid" for e in exc.errors()):
                     raise MalformedBody(f"the body is not JSON: {exc.errors()[0]['msg']}") from None
