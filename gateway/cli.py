@@ -130,12 +130,21 @@ async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
     either fails, the other is stopped and the error raised."""
     log.info("gateway %s: starting: %s", config.gateway.id, _summary(config))
     gateway = Gateway(config)
-    running = asyncio.create_task(gateway.run(stop), name="gateway")
-    running.add_done_callback(lambda _: stop.set())  # a gateway that fails stops the API too
+    app = None
     if config.api.enabled:
         from gateway.api.app import create_app
         from gateway.api.server import serve_api
 
+        # Built before polling starts: building the routes of every plugin's models holds the
+        # loop for tens of ms.
+        try:
+            app = create_app(gateway)
+        except BaseException:
+            gateway.close()
+            raise
+    running = asyncio.create_task(gateway.run(stop), name="gateway")
+    running.add_done_callback(lambda _: stop.set())  # a gateway that fails stops the API too
+    if app is not None:
         started = asyncio.create_task(gateway.runtime.started.wait())
         await asyncio.wait({running, started}, return_when=asyncio.FIRST_COMPLETED)
         if running.done():
@@ -143,7 +152,7 @@ async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
             running.result()
             raise GatewayError("the gateway stopped while starting")
         try:
-            await serve_api(create_app(gateway), config.api, stop)
+            await serve_api(app, config.api, stop)
         finally:
             stop.set()
             await running
