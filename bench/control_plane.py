@@ -231,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
             print("| --- | ---: | ---: | ---: | ---: |")
             for line in settled:
                 print(line)
+            later = lags_over_50ms(api) - after_start
             print(
                 f"\nafter the restart: longest event-loop lag {lag * 1000:.0f} ms (start"
-                f" included); RSS {rss:.0f} MiB"
+                f" included); lags over 50 ms: {after_start} by /healthz, {later} after;"
+                f" RSS {rss:.0f} MiB"
             )
         finally:
             gateway.stop()
