@@ -121,6 +121,7 @@ def measure(api: httpx.Client, devices: int, new_prefix: str) -> list[str]:
         )
     )
     rows.append(row("counts by state", timed(lambda: api.get("/api/v1/devices/counts"), 100)))
+    rows.append(row("/metrics scrape", timed(lambda: api.get("/metrics"), 30)))
     ids = iter(range(10**6))
     rows.append(
         row(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
@@ -68,4 +70,5 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format: readings, errors, sink latency and buffer depth, devices by
     state."""
     registry: CollectorRegistry = request.app.state.metrics
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    text = await asyncio.to_thread(generate_latest, registry)  # see gateway/metrics.py
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
