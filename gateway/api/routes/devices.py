@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from gateway.api.bulk import CSV_MEDIA_TYPE, parse_csv
 from gateway.api.deps import Admin, Control, KnownQuery, Viewer
@@ -63,7 +63,10 @@ def build_router(plugins: Plugins) -> APIRouter:
     async def list_devices(
         control: Control,
         _: Viewer,
-        label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
+        label: Annotated[
+            list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w\-]*=")]],
+            Query(description="key=value; repeat to require several"),
+        ] = [],  # noqa: B006
         protocol: Annotated[str | None, Query(description="Device type, e.g. modbus")] = None,
         profile: Annotated[str | None, Query(description="Devices of this profile")] = None,
         state: Annotated[DeviceState | None, Query(description="Devices in this state")] = None,
