@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +14,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.support.gateway import ADMIN_TOKEN, VIEWER_TOKEN, GatewayProcess, example_profile
 from tests.support.mosquitto import Mosquitto
@@ -276,3 +283,64 @@ def test_an_open_event_stream_does_not_hold_up_a_clean_stop(gateway: GatewayProc
         assert gateway.stop() == 0, gateway.process.describe()
         assert time.monotonic() - started < 10
     assert "stopped" in gateway.log()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, in PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "api.crt", directory / "api.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_the_api_over_tls_with_security_headers(
+    tmp_path: Path, mosquitto: Mosquitto, sim: ModbusSimulator
+) -> None:
+    cert_file, key_file = self_signed(tmp_path)
+    config = gateway_config(mosquitto, sim)
+    config["api"] = {"tls": {"cert_file": str(cert_file), "key_file": str(key_file)}}
+    process = GatewayProcess(tmp_path / "gateway", config).start()
+    try:
+        url = process.api_url.replace("http://", "https://")
+        trust = ssl.create_default_context(cafile=str(cert_file))
+        with httpx.Client(base_url=url, verify=trust, headers=ADMIN, timeout=5) as api:
+
+            def up() -> bool:
+                try:
+                    return api.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(up, 20, "the API answering over TLS")
+            answer = api.get("/api/v1/devices")
+            assert answer.status_code == 200
+            assert answer.headers["strict-transport-security"].startswith("max-age=")
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert answer.headers["x-frame-options"] == "DENY"
+        with pytest.raises(httpx.TransportError):  # no plain HTTP on the TLS port
+            httpx.get(f"{process.api_url}/healthz", timeout=5)
+    finally:
+        assert process.stop() == 0
