@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.api.auth import TokenBook
 from gateway.api.guard import BodyLimit, SecurityHeaders
+from gateway.api.methods import AllowedMethods
 from gateway.api.problems import MEDIA_TYPE, install_problem_handlers
 from gateway.api.routes import devices, page, profiles, protocols, system, telemetry
 from gateway.assembly import Gateway
@@ -48,6 +49,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(telemetry.router)
     app.include_router(system.router)
     app.include_router(page.router)
+    app.add_middleware(AllowedMethods, document=lambda: app.openapi())
     app.add_middleware(BodyLimit, limit=gateway.config.api.max_body_kb * 1024)
     app.add_middleware(SecurityHeaders, hsts=gateway.config.api.tls is not None)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

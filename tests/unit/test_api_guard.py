@@ -77,3 +77,21 @@ def test_the_openapi_document_says_errors_are_problem_json(tmp_path: Path) -> No
     bulk = schema["paths"]["/api/v1/devices/bulk"]["post"]
     assert set(bulk["requestBody"]["content"]) == {"application/json", "text/csv"}
     assert {"400", "413", "422"} <= set(bulk["responses"])
+
+
+def test_options_and_405_list_every_method_of_the_path(tmp_path: Path) -> None:
+    config = parse_config({"gateway": {"id": "gw", "data_dir": str(tmp_path)}})
+    gateway = Gateway(config)
+    try:
+        client = TestClient(create_app(gateway))
+        options = client.options("/api/v1/devices/x")
+        assert options.status_code == 204
+        assert options.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH, PUT"
+        assert client.options("/api/v1/devices").headers["allow"] == "GET, HEAD, OPTIONS, POST"
+        refused = client.request("TRACE", "/api/v1/devices")
+        assert refused.status_code == 405
+        assert refused.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert client.options("/nowhere").status_code == 404
+    finally:
+        gateway.close()

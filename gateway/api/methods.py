@@ -1,0 +1,55 @@
+"""OPTIONS and 405 as HTTP says (RFC 9110): ``Allow`` lists every method of the path, not only
+those of the first route that matched it (Starlette's 405 does that). The methods come from
+the OpenAPI document, the one place that lists every documented route whatever FastAPI's
+router looks like inside."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["AllowedMethods"]
+
+_PARAMETER = re.compile(r"\\\{[^/]+?\\\}")
+
+
+class AllowedMethods:
+    def __init__(self, app: ASGIApp, document: Callable[[], dict[str, Any]]) -> None:
+        self.app = app
+        self._document = document
+        self._paths: list[tuple[re.Pattern[str], set[str]]] | None = None
+
+    def allowed(self, path: str) -> list[str]:
+        if self._paths is None:
+            self._paths = [
+                (re.compile(_PARAMETER.sub("[^/]+", re.escape(template)) + "$"), set(operations))
+                for template, operations in self._document().get("paths", {}).items()
+            ]
+        methods = {m.upper() for pattern, ms in self._paths if pattern.match(path) for m in ms}
+        if methods:
+            methods |= {"OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
+        return sorted(methods)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        allowed = self.allowed(scope["path"])
+        if scope["method"] == "OPTIONS" and allowed:
+            start = {"type": "http.response.start", "status": 204,
+                     "headers": [(b"allow", ", ".join(allowed).encode())]}  # fmt: skip
+            await send(start)
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405 and allowed:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                headers.append((b"allow", ", ".join(allowed).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_allow)
