@@ -14,9 +14,9 @@ from operator import itemgetter
 
 from connectors.modbus.config import ByteOrder, DataType, ModbusTag, register_count
 
-__all__ = ["BlockDecoder", "byte_permutation", "decode_value"]
+__all__ = ["STRUCT_CODES", "BlockDecoder", "byte_permutation", "decode_value"]
 
-_CODES = {
+STRUCT_CODES = {
     DataType.INT16: "h",
     DataType.UINT16: "H",
     DataType.INT32: "i",
@@ -68,7 +68,7 @@ def _tag_decoder(tag: ModbusTag, offset: int) -> _Decoder:
             return text.decode(encoding, errors="replace").rstrip(" ")
 
         return decode_string
-    unpack = struct.Struct(">" + _CODES[tag.data_type]).unpack
+    unpack = struct.Struct(">" + STRUCT_CODES[tag.data_type]).unpack
     if tag.byte_order is ByteOrder.ABCD:
         end = base + 2 * size
         return lambda raw: unpack(raw[base:end])[0]
@@ -103,7 +103,7 @@ class BlockDecoder:
         covered = 0
         for index, (tag, tag_address) in sorted(enumerate(tags), key=lambda it: it[1][1]):
             offset = tag_address - address
-            code = _CODES.get(tag.data_type)
+            code = STRUCT_CODES.get(tag.data_type)
             if code is not None and tag.byte_order is ByteOrder.ABCD and offset >= covered:
                 fast_format += "x" * (2 * (offset - covered)) + code
                 covered = offset + register_count(tag)
