@@ -6,11 +6,13 @@ Optional capabilities are explicit Protocols, checked with ``isinstance``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gateway.cycle import Cycle
-from gateway.reading import Batch
+from gateway.reading import Batch, Value
 from gateway.status import DeviceStatus
+from gateway.tags import TagBase
 
 __all__ = [
     "Connectable",
@@ -19,6 +21,9 @@ __all__ = [
     "HasBackgroundTasks",
     "Sink",
     "StatusPublisher",
+    "TagWrite",
+    "WriteOutcome",
+    "Writer",
 ]
 
 
@@ -99,3 +104,42 @@ class CountsRejections(Protocol):
     @property
     def skipped_values(self) -> int:
         """Values the sink cannot represent (NaN, infinity, arrays)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TagWrite:
+    """One value to set, in engineering units, already allowed by the gateway's policy."""
+
+    tag: TagBase
+    value: Value
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    """What happened to one ``TagWrite``, for the caller and the audit."""
+
+    tag: str
+    written: bool
+    """The device confirmed the write."""
+    error: str | None = None
+    applied: bool | None = False
+    """Whether the device may have applied it: False when it answered that it did not (an
+    exception, a bad status, a refused encoding), None when unknown (no answer in time)."""
+    raw: str | None = None
+    """What went on the wire: registers, bits or the OPC UA variant."""
+    method: str | None = None
+    """How: the Modbus function (FC5, FC16, FC22 mask write, read-modify-write) or OPC UA."""
+    before: Value = None
+    read_back: Value = None
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """Connectors that can set values on their device. Writes go through the device's link
+    in turn with its polls; each value is sent once (never retried unless the device said it
+    did not happen); a value that does not fit its tag is refused (``applied`` False)."""
+
+    async def write(self, writes: Sequence[TagWrite], verify: bool) -> list[WriteOutcome]:
+        """Apply ``writes`` in order, stopping at the first that fails (the rest are not
+        attempted and not returned); with ``verify``, read each value back."""
+        ...

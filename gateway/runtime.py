@@ -26,7 +26,7 @@ from gateway.memory import settle_long_lived
 from gateway.normalize import ReportFilter
 from gateway.outbox import Outbox
 from gateway.plugins import ConnectorFactory
-from gateway.protocols import HasBackgroundTasks, Sink, StatusPublisher
+from gateway.protocols import Connector, HasBackgroundTasks, Sink, StatusPublisher
 from gateway.reading import Batch
 from gateway.registry import DATABASE_FILE
 from gateway.status import DeviceState, DeviceStatus
@@ -49,11 +49,16 @@ class CoreTaskFailed(GatewayError):
 
 class _Device:
     def __init__(
-        self, config: DeviceConfig, task: asyncio.Task[None], status: DeviceStatus
+        self,
+        config: DeviceConfig,
+        task: asyncio.Task[None],
+        status: DeviceStatus,
+        connector: Connector,
     ) -> None:
         self.config = config
         self.task = task
         self.status = status
+        self.connector = connector
 
 
 class _StatusChannel:
@@ -223,7 +228,7 @@ class Runtime:
             self._status_changed,
         )
         task = self._tasks.create_task(supervisor.run(), name=f"device:{device.id}")
-        self.devices[device.id] = _Device(device, task, status)
+        self.devices[device.id] = _Device(device, task, status, connector)
 
     async def remove_device(self, device_id: str, *, forget: bool = False) -> None:
         """Stop a device and publish it offline; ``forget`` then clears its retained status."""

@@ -40,7 +40,29 @@ class TagBase(BaseModel):
         gt=0,
         description="Seconds after which an unchanged value is published again.",
     )
-    writable: bool = False
+    writable: bool = Field(
+        default=False, description="May be set from the API or MQTT (with writes.enabled)"
+    )
+    min: float | None = Field(
+        default=None, allow_inf_nan=False, description="Lowest value a write may set"
+    )
+    max: float | None = Field(
+        default=None, allow_inf_nan=False, description="Highest value a write may set"
+    )
+    allowed: list[bool | int | float | str] | None = Field(
+        default=None, min_length=1, max_length=256, description="The only values a write may set"
+    )
+
+    @model_validator(mode="after")
+    def _write_limits(self) -> Self:
+        limited = self.min is not None or self.max is not None or self.allowed is not None
+        if limited and not self.writable:
+            raise ValueError("min, max and allowed limit writes: they need writable: true")
+        if self.allowed is not None and (self.min is not None or self.max is not None):
+            raise ValueError("give either allowed or min/max, not both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
 
     @property
     def reports_by_exception(self) -> bool:

@@ -12,28 +12,19 @@ from pymodbus.pdu import ModbusPDU
 
 from connectors.modbus.config import ModbusDeviceConfig, ModbusGroup, ModbusTag, Table
 from connectors.modbus.decode import BlockDecoder
-from connectors.modbus.link import LinkPool, ModbusLink, NoResponse, Undecodable
+from connectors.modbus.link import LinkPool, ModbusLink, NoResponse, Undecodable, exception_reason
 from connectors.modbus.planner import ReadRequest, Span, plan_reads, split_request
+from connectors.modbus.write import ModbusWriter
 from gateway.cycle import Cycle, Failure, FailureKind
 from gateway.errors import ConnectorError
+from gateway.protocols import TagWrite, WriteOutcome
 from gateway.reading import Reading, Value, bad_readings, good_readings
 from gateway.schedule import PollScheduler, phase_of
 
-__all__ = ["ModbusConnector", "exception_reason"]
+__all__ = ["ModbusConnector"]
 
 log = logging.getLogger(__name__)
 
-_EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
 _ILLEGAL_DATA_ADDRESS = 2
 _BUSY = 6
 _BUSY_DELAY = 0.02
@@ -44,10 +35,6 @@ _READ_FUNCTION_CODES = {
     Table.HOLDING_REGISTER: 3,
     Table.INPUT_REGISTER: 4,
 }
-
-
-def exception_reason(code: int) -> str:
-    return f"modbus exception {code} ({_EXCEPTION_NAMES.get(code, 'unknown')})"
 
 
 def _invalid(response: ModbusPDU, request: ReadRequest) -> str | None:
@@ -113,11 +100,18 @@ class ModbusConnector:
         self._links = links
         self._link: ModbusLink | None = None
         self._plans = [_GroupPlan(group, device) for group in groups]
+        self._writer = ModbusWriter(device)
 
     async def start(self) -> bool:
         if self._link is None:
             self._link = self._links.acquire(self.device)
         return await self._link.ensure_connected()
+
+    async def write(self, writes: Sequence[TagWrite], verify: bool) -> list[WriteOutcome]:
+        """Set tag values (see connectors/modbus/write.py), in turn with the polls."""
+        if self._link is None:
+            raise ConnectorError(f"device {self.device.id} is not started")
+        return await self._writer.write(self._link, writes, verify)
 
     async def stop(self) -> None:
         if self._link is not None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -18,9 +20,26 @@ from pymodbus.transaction import TransactionManager
 from connectors.modbus.config import ModbusDeviceConfig, Table
 from gateway.errors import ConnectorError
 
-__all__ = ["LinkPool", "ModbusLink", "NoResponse", "Undecodable"]
+__all__ = ["LinkPool", "ModbusLink", "NoResponse", "Undecodable", "exception_reason"]
 
 log = logging.getLogger(__name__)
+
+
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+def exception_reason(code: int) -> str:
+    return f"modbus exception {code} ({_EXCEPTION_NAMES.get(code, 'unknown')})"
 
 
 class NoResponse(Exception):
@@ -105,23 +124,29 @@ class ModbusLink:
         """One read request; raises NoResponse on a timeout, Undecodable when only garbage
         came back, ConnectorError if the link is down."""
         async with self.lock:
+            return await self.call(self._readers[table], address, count=count, device_id=unit)
+
+    async def call(
+        self, request: Callable[..., Awaitable[ModbusPDU]], *args: Any, **kwargs: Any
+    ) -> ModbusPDU:
+        """One request of any function (``request`` is a method of ``client``), by a caller
+        that holds ``lock`` (a read-modify-write holds it across both); errors as ``read``."""
+        if not self.client.connected:
+            raise ConnectorError(f"connection to {self.endpoint} lost")
+        received = self.received_bytes
+        try:
+            return await request(*args, **kwargs)
+        except ConnectionException as exc:
+            raise ConnectorError(f"connection to {self.endpoint} lost") from exc
+        except ModbusIOException as exc:
             if not self.client.connected:
-                raise ConnectorError(f"connection to {self.endpoint} lost")
-            received = self.received_bytes
-            try:
-                return await self._readers[table](address, count=count, device_id=unit)
-            except ConnectionException as exc:
-                raise ConnectorError(f"connection to {self.endpoint} lost") from exc
-            except ModbusIOException as exc:
-                if not self.client.connected:
-                    raise ConnectorError(f"{self.endpoint} stopped answering") from exc
-                garbage = self.received_bytes - received
-                if garbage:
-                    raise Undecodable(
-                        f"undecodable answer: {garbage} bytes that are no Modbus answer to"
-                        " this request"
-                    ) from exc
-                raise NoResponse(str(exc)) from exc
+                raise ConnectorError(f"{self.endpoint} stopped answering") from exc
+            garbage = self.received_bytes - received
+            if garbage:
+                raise Undecodable(
+                    f"undecodable answer: {garbage} bytes that are no Modbus answer to this request"
+                ) from exc
+            raise NoResponse(str(exc)) from exc
 
     def close(self) -> None:
         self.client.close()
