@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +34,8 @@ __all__ = [
     "SINK_GROUP",
     "CommandProvider",
     "ConnectorFactory",
+    "DiscoveredTag",
+    "Discoverer",
     "PluginContext",
     "PluginError",
     "Plugins",
@@ -144,6 +146,45 @@ class CommandProvider(Protocol):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
     def run_command(self, args: argparse.Namespace) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredTag:
+    """A variable a server offers, as ``Discoverer.discover`` lists it."""
+
+    address: str
+    """Where it is read, in the protocol's words (an OPC UA node id)."""
+    path: tuple[str, ...]
+    """Names from the start of the discovery down to it."""
+    data_type: str
+    access: str
+    """``r``, ``w``, ``rw`` or ``-``."""
+    array: bool
+    tag: Mapping[str, Any]
+    """A tag reading it, valid in the protocol's groups: names unique within one discovery."""
+
+
+@runtime_checkable
+class Discoverer(Protocol):
+    """Optional: lists the variables of a server, so a device can be registered by picking
+    its tags instead of typing them."""
+
+    @property
+    def connection_model(self) -> builtins.type[BaseModel]:
+        """The fields that reach and log in to one server (those of the device model)."""
+
+    async def discover(
+        self,
+        connection: BaseModel,
+        start: str | None,
+        depth: int,
+        limit: int,
+        context: PluginContext,
+    ) -> list[DiscoveredTag]:
+        """At most ``limit`` variables within ``depth`` levels below ``start`` (None: the
+        server's usual root). Raises ``ConfigError`` naming ``start`` when it is not a valid or
+        known start, and ``ConnectorError`` (one line with the server's address and the reason)
+        when the server cannot be reached or browsed."""
 
 
 class Plugins:

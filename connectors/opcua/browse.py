@@ -1,5 +1,6 @@
 """Discovery: the variables below a node (node id, browse path, data type, access level), as a
-table or as a device/profile YAML block ready to paste into the gateway configuration.
+table, as a device/profile YAML block ready to paste into the gateway configuration, or as the
+tags the control plane's picker offers (``discover``).
 
 Node ids are printed in the ``nsu=<uri>;...`` form, so the pasted config survives the server
 renumbering its namespaces. Properties (HasProperty) and the Server object are skipped.
@@ -22,27 +23,32 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIdNames, ObjectIds
-from asyncua.ua.uaerrors import UaError
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from pydantic import ValidationError
 
 from connectors.opcua.config import OpcUaEndpointConfig
-from connectors.opcua.nodes import chunks, make_node_id, parse_node_id
+from connectors.opcua.nodes import NodeRef, UnknownNamespace, chunks, make_node_id, parse_node_id
 from connectors.opcua.security import ClientPki
 from connectors.opcua.session import close_client, describe_error, open_client
-from gateway.errors import ConnectorError
+from connectors.opcua.values import status_name
+from gateway.errors import ConfigError, ConfigProblem, ConnectorError
+from gateway.plugins import DiscoveredTag
 
 __all__ = [
     "Variable",
     "add_browse_arguments",
     "browse_variables",
+    "discover",
     "render_table",
     "render_yaml",
     "run_browse",
+    "suggested_tag",
 ]
 
 _HIERARCHICAL = make_node_id(ObjectIds.HierarchicalReferences)
 _HAS_PROPERTY = make_node_id(ObjectIds.HasProperty)
 _SERVER = make_node_id(ObjectIds.Server)
+_OBJECTS = "i=85"
 _CALLS = 500
 """Nodes per Browse and Read call (well within common operation limits)."""
 _BAD_TAG_CHARS = re.compile(r'[/+#"\x00-\x1f]')
@@ -65,14 +71,17 @@ class Variable:
         return "/".join(self.path)
 
 
-async def browse_variables(client: Client, start: ua.NodeId, depth: int) -> list[Variable]:
-    """Every variable within ``depth`` hierarchical references below ``start``."""
+async def browse_variables(
+    client: Client, start: ua.NodeId, depth: int, limit: int | None = None
+) -> list[Variable]:
+    """Every variable within ``depth`` hierarchical references below ``start``, or the first
+    ``limit`` of them (nearest levels first; no deeper level is browsed once there are enough)."""
     namespaces = await client.get_namespace_array()
     found: list[tuple[ua.NodeId, tuple[str, ...]]] = []
     seen = {start}
     frontier: list[tuple[ua.NodeId, tuple[str, ...]]] = [(start, ())]
     for _ in range(depth):
-        if not frontier:
+        if not frontier or (limit is not None and len(found) >= limit):
             break
         children: list[tuple[ua.NodeId, tuple[str, ...]]] = []
         for chunk in chunks(frontier, _CALLS):
@@ -88,7 +97,7 @@ async def browse_variables(client: Client, start: ua.NodeId, depth: int) -> list
                     if ref.NodeClass == ua.NodeClass.Variable:
                         found.append(child)
         frontier = children
-    return await _describe(client, found, namespaces)
+    return await _describe(client, found[:limit], namespaces)
 
 
 async def _browse(
@@ -227,15 +236,7 @@ def render_yaml(
     environment variable (``${OPCUA_PASSWORD}``).
     """
     names: set[str] = set()
-    tags = []
-    for variable in variables:
-        if "r" not in variable.access:
-            continue
-        name = _tag_name(variable.path, names)
-        tag: dict[str, Any] = {"name": name, "node": variable.node_id}
-        if "w" in variable.access:
-            tag["writable"] = True
-        tags.append(tag)
+    tags = [suggested_tag(v, names) for v in variables if "r" in v.access]
     device: dict[str, Any] = {
         "id": f"{profile_id}-1",
         "type": "opcua",
@@ -263,6 +264,15 @@ def render_yaml(
         "devices": [device],
     }
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=1000)
+
+
+def suggested_tag(variable: Variable, taken: set[str]) -> dict[str, Any]:
+    """A tag reading ``variable`` by node id, named after its browse path joined with dots
+    (made unique among ``taken``, which it joins); writable when the server lets it be."""
+    tag: dict[str, Any] = {"name": _tag_name(variable.path, taken), "node": variable.node_id}
+    if "w" in variable.access:
+        tag["writable"] = True
+    return tag
 
 
 def _tag_name(path: tuple[str, ...], taken: set[str]) -> str:
@@ -338,6 +348,55 @@ def run_browse(args: argparse.Namespace) -> int:
     else:
         print(render_table(variables))
     return 0
+
+
+async def discover(
+    settings: OpcUaEndpointConfig, pki: ClientPki, start: str | None, depth: int, limit: int
+) -> list[DiscoveredTag]:
+    """The variables the control plane's picker offers: at most ``limit`` within ``depth``
+    levels below ``start`` (default Objects), each with the tag that would read it."""
+    node = _start_node(start or _OBJECTS)
+    client = await open_client(settings, pki, "discover")
+    try:
+        namespaces = await client.get_namespace_array()
+        try:
+            resolved = node.resolve(namespaces)
+        except UnknownNamespace as exc:
+            raise _bad_start(f"{exc} ({settings.endpoint})") from exc
+        try:
+            await client.get_node(resolved).read_browse_name()
+        except UaStatusCodeError as exc:
+            if status_name(exc.code) != "BadNodeIdUnknown":
+                raise
+            raise _bad_start(f"no node {node.text} on {settings.endpoint}") from exc
+        variables = await browse_variables(client, resolved, depth, limit)
+    except (OSError, TimeoutError, UaError) as exc:
+        raise ConnectorError(describe_error(exc, settings)) from exc
+    finally:
+        await close_client(client, settings.timeout)
+    names: set[str] = set()
+    return [
+        DiscoveredTag(
+            address=v.node_id,
+            path=v.path,
+            data_type=v.data_type,
+            access=v.access,
+            array=v.array,
+            tag=suggested_tag(v, names),
+        )
+        for v in variables
+    ]
+
+
+def _start_node(text: str) -> NodeRef:
+    try:
+        return parse_node_id(text)
+    except ValueError as exc:
+        raise _bad_start(str(exc)) from exc
+
+
+def _bad_start(message: str) -> ConfigError:
+    return ConfigError([ConfigProblem("start", message)])
 
 
 async def _browse_endpoint(

@@ -1,17 +1,32 @@
-"""The OPC UA protocol plugin (entry point ``edge_gateway.connectors: opcua``): devices, and the
-``gateway browse`` command that lists a server's variables."""
+"""The OPC UA protocol plugin (entry point ``edge_gateway.connectors: opcua``): devices, the
+``gateway browse`` command that lists a server's variables, and the same listing for the control
+plane's picker (``discover``)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from connectors.opcua.config import OpcUaDeviceConfig, OpcUaGroup, OpcUaProfile, check_groups
+from pydantic import BaseModel
+
+from connectors.opcua.config import (
+    OpcUaDeviceConfig,
+    OpcUaEndpointConfig,
+    OpcUaGroup,
+    OpcUaProfile,
+    check_groups,
+)
 from gateway.devices import DeviceBase, GroupBase
 from gateway.errors import ConfigProblem
-from gateway.plugins import ConnectorFactory, PluginContext, groups_of_type
+from gateway.plugins import ConnectorFactory, DiscoveredTag, PluginContext, groups_of_type
 from gateway.protocols import Connector
+
+if TYPE_CHECKING:
+    from connectors.opcua.security import ClientPki
 
 __all__ = ["PLUGIN", "OpcUaPlugin"]
 
@@ -20,6 +35,7 @@ class OpcUaPlugin:
     type = "opcua"
     device_model = OpcUaDeviceConfig
     profile_model = OpcUaProfile
+    connection_model = OpcUaEndpointConfig
     registration_fields = ("endpoint",)
     command = "browse"
     command_help = "list the variables of an OPC UA server"
@@ -33,10 +49,9 @@ class OpcUaPlugin:
     def connector_factory(self, context: PluginContext) -> ConnectorFactory:
         """All OPC UA devices share one client certificate, kept under the data directory."""
         from connectors.opcua.connector import OpcUaConnector
-        from connectors.opcua.security import ClientPki
 
         _quiet_asyncua()
-        pki = ClientPki(context.data_dir / "opcua" / "pki")
+        pki = _pki(context.data_dir)
 
         def build(device: DeviceBase, groups: Sequence[GroupBase]) -> Connector:
             assert isinstance(device, OpcUaDeviceConfig)
@@ -54,6 +69,31 @@ class OpcUaPlugin:
 
         _quiet_asyncua()
         return run_browse(args)
+
+    async def discover(
+        self,
+        connection: BaseModel,
+        start: str | None,
+        depth: int,
+        limit: int,
+        context: PluginContext,
+    ) -> list[DiscoveredTag]:
+        """The server's variables below ``start`` (a node id; default Objects), with the
+        devices' client certificate and trusted server certificates."""
+        from connectors.opcua.browse import discover
+
+        assert isinstance(connection, OpcUaEndpointConfig)
+        _quiet_asyncua()
+        return await discover(connection, _pki(context.data_dir), start, depth, limit)
+
+
+@functools.cache
+def _pki(data_dir: Path) -> ClientPki:
+    """One per data directory, shared by the devices and discovery: its lock keeps them from
+    generating the client certificate twice."""
+    from connectors.opcua.security import ClientPki
+
+    return ClientPki(data_dir / "opcua" / "pki")
 
 
 def _quiet_asyncua() -> None:

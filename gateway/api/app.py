@@ -18,7 +18,15 @@ from gateway.api.auth import TokenBook
 from gateway.api.guard import BodyLimit, SecurityHeaders
 from gateway.api.methods import AllowedMethods
 from gateway.api.problems import MEDIA_TYPE, install_problem_handlers
-from gateway.api.routes import devices, page, profiles, protocols, system, telemetry
+from gateway.api.routes import (
+    devices,
+    discover,
+    page,
+    profiles,
+    protocols,
+    system,
+    telemetry,
+)
 from gateway.assembly import Gateway
 from gateway.metrics import RuntimeCollector
 
@@ -46,6 +54,8 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(devices.build_router(gateway.plugins))
     app.include_router(profiles.build_router(gateway.plugins))
     app.include_router(protocols.build_router(gateway.plugins))
+    app.include_router(protocols.me_router())
+    app.include_router(discover.build_router(gateway.plugins))
     app.include_router(telemetry.router)
     app.include_router(system.router)
     app.include_router(page.router)
@@ -69,8 +79,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for operation in path.values():
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content", {})
+                    # Errors with a model are problems; a state report (/healthz) has none.
                     schema_ref = content.get("application/json", {}).get("schema", {}).get("$ref")
-                    if status[0] in "45" and str(schema_ref).endswith("/Problem"):
+                    if status[0] in "45" and schema_ref is not None:
                         content[MEDIA_TYPE] = content.pop("application/json")
         for unused in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(unused, None)

@@ -35,12 +35,17 @@ class TokenBook:
         self._entries = [(_digest(token), role, name) for token, role, name in entries]
 
     def role_of(self, token: str) -> Role | None:
+        holder = self.holder_of(token)
+        return None if holder is None else holder[0]
+
+    def holder_of(self, token: str) -> tuple[Role, str] | None:
+        """The token's role and its name in the config (who it is, for the audit)."""
         digest = _digest(token)
-        found: Role | None = None
-        for known, role, _ in self._entries:
+        found: tuple[Role, str] | None = None
+        for known, role, name in self._entries:
             # No early exit: every comparison is made, whatever matches.
             if hmac.compare_digest(known, digest):
-                found = role  # type: ignore[assignment]
+                found = (role, name)  # type: ignore[assignment]
         return found
 
 
@@ -59,9 +64,10 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, Role]]:
         book: TokenBook = request.app.state.tokens
         if credentials is None:
             raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-        granted = book.role_of(credentials.credentials)
-        if granted is None:
+        holder = book.holder_of(credentials.credentials)
+        if holder is None:
             raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+        granted, request.state.caller = holder
         if _RANK[granted] < _RANK[role]:
             raise HTTPException(403, f"this needs an {role} token; this one is a {granted}'s")
         return granted

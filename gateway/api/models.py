@@ -13,6 +13,7 @@ __all__ = [
     "BULK_MAX",
     "BulkCreated",
     "BulkDevices",
+    "Caller",
     "DeviceCounts",
     "DevicePage",
     "DevicePublic",
@@ -73,6 +74,17 @@ class ProtocolPublic(BaseModel):
 
     type: str
     fields: list[FieldPublic]
+    discover: bool = Field(
+        default=False,
+        description="POST /api/v1/protocols/{type}/discover lists its servers' variables",
+    )
+
+
+class Caller(BaseModel):
+    """Who the token is: its name in the config and its role."""
+
+    name: str
+    role: Literal["viewer", "operator", "admin"]
 
 
 class DevicePage(BaseModel):

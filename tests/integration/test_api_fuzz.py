@@ -75,7 +75,11 @@ def test_no_request_yields_a_server_error(live_gateway: GatewayProcess) -> None:
     )
     loaded = schemathesis.openapi.from_url(f"{live_gateway.api_url}/openapi.json", config=config)
     # The event stream never ends by design; test_control_plane covers it.
-    schema = loaded.exclude(path="/api/v1/stream")
+    # Discovery answers 502 by design for the unreachable servers generated bodies name
+    # (tests/integration/test_discover.py covers it).
+    schema = loaded.exclude(path="/api/v1/stream").exclude(
+        path="/api/v1/protocols/{type}/discover", method="POST"
+    )
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     tried = 0
     # Driven through hypothesis directly: schemathesis' pytest plugin does not load on pytest 9.

@@ -1,24 +1,35 @@
-"""The page at ``/`` in headless Chromium against a real gateway, simulator and broker.
+"""The page at ``/`` in headless Chromium against a real gateway, simulators and broker.
 
-Screenshots at laptop and tablet sizes land in the test's tmp dir and in build/screenshots/;
-their paths are printed for people to look at.
+Screenshots at laptop, tablet and phone sizes land in the test's tmp dir and in
+build/screenshots/, those of the documentation (the device chart, the edit form, the OPC UA
+picker) in docs/screenshots/; their paths are printed for people to look at.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
+import math
 import re
 import shutil
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect
+from playwright.sync_api import Browser, Locator, Page, Route, ViewportSize, expect
 
+from gateway.api.routes.page import CSP
+from gateway.history import HISTORY_FILE, History, HistoryConfig
+from gateway.reading import Batch, good_readings
+from simulators.opcua.plant import NAMESPACE
 from tests.support.browser import PageLog, chromium
 from tests.support.gateway import ADMIN_TOKEN, VIEWER_TOKEN, GatewayProcess, example_profile
 from tests.support.mosquitto import Mosquitto
+from tests.support.opcua import OpcUaSimulator
 from tests.support.processes import free_port
 from tests.support.simulator import ModbusSimulator
 
@@ -26,12 +37,18 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
+DOCS = ROOT / "docs" / "screenshots"
 LAPTOP = ViewportSize(width=1366, height=768)
 TABLET = ViewportSize(width=768, height=1024)
+PHONE = ViewportSize(width=390, height=844)
 WAIT = 15_000
 """ms: the longest any effect may take (a status refresh is 5 s, a sparkline bucket 5 s)."""
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+OPCUA_LOGIN = {"username": "operator", "password": "s3cret-0123"}
 
-Shoot = Callable[[Page, str], Path]
+
+class Shoot(Protocol):
+    def __call__(self, page: Page, name: str, *, docs: bool = False) -> Path: ...
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +78,33 @@ def broker(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def gateway(
     broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory, sim: ModbusSimulator
 ) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path_factory.mktemp("gateway"), gateway_config(broker, sim))
+    workdir = tmp_path_factory.mktemp("gateway")
+    seed_history(workdir / "data" / HISTORY_FILE)
+    process = GatewayProcess(workdir, gateway_config(broker, sim))
     process.start()
     try:
         process.wait_api()
         yield process
     finally:
         process.stop()
+
+
+def seed_history(path: Path, hours: float = 3, every: float = 10) -> None:
+    """The past few hours of filler-1's temperature, as if the gateway had been running, so
+    its chart has a past at every range (the live samples join them)."""
+    history = History(path, HistoryConfig(min_interval=0))
+    now = time.time()
+    for step in range(int(hours * 3600 / every), 0, -1):
+        at = now - step * every
+        value = 61 + 3 * math.sin(at / 600) + 0.6 * math.sin(at / 37)
+        ns = int(at * 1e9)
+        history.add(
+            Batch("filler-1", good_readings("filler-1", ["temperature"], [value], ns, ns), ns)
+        )
+    # Playwright's sync API keeps an event loop running in this thread: flush on another.
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, history.flush()).result()
+    history.close()
 
 
 def sim_plc(device_id: str, sim: ModbusSimulator, **extra: Any) -> dict[str, Any]:
@@ -132,6 +169,27 @@ def gateway_config(broker: Mosquitto, sim: ModbusSimulator) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="module")
+def opcua_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpcUaSimulator]:
+    """Anonymous sessions, as the registration form's picker browses with the endpoint only."""
+    simulator = OpcUaSimulator(tmp_path_factory.mktemp("opcua"))
+    try:
+        yield simulator.start()
+    finally:
+        simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def opcua_login_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpcUaSimulator]:
+    """Refuses anonymous sessions: a device of it stays online only with its stored password."""
+    login = ["--username", OPCUA_LOGIN["username"], "--password", OPCUA_LOGIN["password"]]
+    simulator = OpcUaSimulator(tmp_path_factory.mktemp("opcua-login"), *login)
+    try:
+        yield simulator.start()
+    finally:
+        simulator.stop()
+
+
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport=LAPTOP)
@@ -143,13 +201,15 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def shoot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Shoot:
-    """Screenshot the viewport into tmp_path and build/screenshots/, and say where."""
+    """Screenshot the viewport into tmp_path and build/screenshots/ (docs/screenshots/ for the
+    documentation's), and say where."""
 
-    def take(page: Page, name: str) -> Path:
+    def take(page: Page, name: str, *, docs: bool = False) -> Path:
         path = tmp_path / f"{name}.png"
         page.screenshot(path=path)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        copy = Path(shutil.copy(path, SCREENSHOTS / path.name))
+        folder = DOCS if docs else SCREENSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        copy = Path(shutil.copy(path, folder / path.name))
         with capsys.disabled():
             print(f"\nscreenshot {name}: {copy} (also {path})")
         return copy
@@ -164,6 +224,39 @@ def card(page: Page, device_id: str) -> Locator:
 def no_horizontal_scroll(page: Page) -> bool:
     fits: bool = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     return fits
+
+
+def register(gateway: GatewayProcess, device: dict[str, Any]) -> None:
+    response = httpx.post(f"{gateway.api_url}/api/v1/devices", json=device, headers=ADMIN)
+    assert response.status_code == 201, response.text
+
+
+def forget(gateway: GatewayProcess, device_id: str) -> None:
+    """Delete a device a test registered, so the module's gateway keeps its six."""
+    httpx.delete(f"{gateway.api_url}/api/v1/devices/{device_id}", headers=ADMIN)
+
+
+def fetch(gateway: GatewayProcess, device_id: str) -> httpx.Response:
+    return httpx.get(f"{gateway.api_url}/api/v1/devices/{device_id}", headers=ADMIN)
+
+
+def open_view(page: Page, device_id: str) -> Locator:
+    """The device view of ``device_id``, opened from its card's title."""
+    # Off-screen cards skip rendering (content-visibility): their buttons have no role yet.
+    card(page, device_id).scroll_into_view_if_needed()
+    card(page, device_id).get_by_role("button", name=device_id, exact=True).click()
+    view = page.get_by_role("dialog", name=device_id, exact=True)
+    expect(view).to_be_visible()
+    return view
+
+
+def fits_viewport(page: Page, selector: str) -> None:
+    """Wait until the element has been laid out again within the (resized) viewport."""
+    page.wait_for_function(
+        "s => { const r = document.querySelector(s).getBoundingClientRect();"
+        " return r.width > 0 && r.right <= window.innerWidth + 0.5; }",
+        arg=selector,
+    )
 
 
 def test_devices_states_live_values_and_sparklines(page: Page, gateway: GatewayProcess) -> None:
@@ -266,7 +359,7 @@ def test_token_prompt_when_missing_or_rejected(page: Page, gateway: GatewayProce
     log = PageLog.attach(page, gateway.api_url)
     page.goto(gateway.api_url)
     expect(page.locator("#token-why")).to_contain_text("An API token is needed")
-    expect(page.get_by_role("button", name="Register device")).to_be_disabled()
+    expect(page.get_by_role("button", name="Register device")).to_be_hidden()
     expect(page.locator(".card")).to_have_count(0)
 
     page.get_by_label("API token").fill("not-a-token")
@@ -282,13 +375,9 @@ def test_token_prompt_when_missing_or_rejected(page: Page, gateway: GatewayProce
     expect(card(page, "filler-1").locator(".badge")).to_have_text("online")
     assert page.evaluate("sessionStorage.getItem('gateway.token')") == VIEWER_TOKEN
 
-    page.get_by_role("button", name="Register device").click()
-    dialog = page.get_by_role("dialog", name="Register a device")
-    dialog.get_by_label("Device id").fill("viewer-try")
-    dialog.get_by_label("Host").fill("127.0.0.1")
-    dialog.get_by_role("button", name="Register").click()
-    expect(page.locator("#form-problem")).to_contain_text("needs an admin token")
-    log.assert_clean(["GET /api/v1/profiles 401", "POST /api/v1/devices 403"])
+    # Only admins change the configuration: a viewer is not offered to.
+    expect(page.get_by_role("button", name="Register device")).to_be_hidden()
+    log.assert_clean(["GET /api/v1/me 401", "GET /api/v1/protocols 401"])
 
 
 def test_screenshots_at_laptop_and_tablet_sizes(
@@ -389,3 +478,293 @@ def test_the_live_stream_reconnects_when_the_gateway_comes_back(
     finally:
         page.close()
         process.stop()
+
+
+def test_the_gateway_serves_the_page_under_its_own_policy(gateway: GatewayProcess) -> None:
+    # The app's security headers fill in a default policy; the page's own must win.
+    response = httpx.get(f"{gateway.api_url}/")
+    assert response.headers["content-security-policy"] == CSP
+
+
+def test_exact_big_integers_on_the_card_and_in_the_device_view(
+    page: Page, gateway: GatewayProcess
+) -> None:
+    log = PageLog.attach(page, gateway.api_url)
+    page.goto(f"{gateway.api_url}/#token={ADMIN_TOKEN}")
+    filler = card(page, "filler-1")
+    filler.get_by_role("button", name="Show all 24 tags").click()
+    # uint64 18000000000000000001 (2^64 > it > 2^53): every digit, not 1.800e19.
+    serial = filler.locator('[data-tag="serial_total"] .value')
+    expect(serial).to_have_text("18,000,000,000,000,000,001")
+    expect(serial).to_have_attribute("title", "18000000000000000001")
+    expect(filler.locator('[data-tag="offset_total"] .value')).to_have_text("-1,234,567,890,124")
+
+    filler.locator('[data-tag="serial_total"]').get_by_role("button").click()
+    view = page.get_by_role("dialog", name="filler-1", exact=True)
+    expect(view.get_by_label("Tag", exact=True)).to_have_value("serial_total")
+    expect(view.locator(".chart-stats .now dd")).to_have_text("18,000,000,000,000,000,001")
+
+    # Both ways of keeping them: the reviver's source text (this Chromium), and quoting them
+    # first (browsers without it).
+    both = page.evaluate(
+        """async () => {
+            const lib = await import("/static/lib.js");
+            const text = '{"a":18446744073709551615,"s":"12345678901234567890","f":1.5e300,'
+                + '"n":[-9223372036854775808,9007199254740991]}';
+            return [lib.parseJson(text), lib.parseQuoted(text)].map((v) => lib.toJson(v));
+        }"""
+    )
+    expected = (
+        '{"a":18446744073709551615,"s":"12345678901234567890","f":1.5e+300,'
+        '"n":[-9223372036854775808,9007199254740991]}'
+    )
+    assert both == [expected, expected]
+    log.assert_clean()
+
+
+def test_the_device_chart_draws_each_range_from_the_history(
+    page: Page, gateway: GatewayProcess, shoot: Shoot
+) -> None:
+    log = PageLog.attach(page, gateway.api_url)
+    page.goto(f"{gateway.api_url}/#token={ADMIN_TOKEN}")
+    filler = card(page, "filler-1")
+    expect(filler.locator('[data-tag="temperature"] path.line')).to_have_attribute(
+        "d", re.compile(r"^M[^L]+(L[^L]+){3,}$")
+    )
+    with page.expect_response(re.compile(r"/tags/temperature/history\?")) as first:
+        filler.locator('[data-tag="temperature"]').get_by_role("button").click()
+    view = page.get_by_role("dialog", name="filler-1", exact=True)
+    expect(view.get_by_label("Tag", exact=True)).to_have_value("temperature")
+    assert "bucket=5" in first.value.url
+
+    chart = view.locator("#chart")
+    for label, span, bucket in [("1 h", 3600, 15), ("24 h", 86400, 300), ("15 min", 900, 5)]:
+        with page.expect_response(
+            re.compile(rf"/tags/temperature/history\?.*bucket={bucket}$")
+        ) as answer:
+            view.get_by_role("button", name=label, exact=True).click()
+        query = dict(pair.split("=") for pair in answer.value.url.split("?")[1].split("&"))
+        assert int(query["end"]) - int(query["start"]) == span * 1000
+        assert answer.value.json()["points"], label
+        expect(chart).to_have_attribute("data-range", label)
+        expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+        expect(chart.locator("canvas")).to_be_visible()
+        expect(view.get_by_role("button", name=label, exact=True)).to_have_attribute(
+            "aria-pressed", "true"
+        )
+    expect(view.locator(".chart-stats .now dd")).to_have_text(re.compile(r"^\d+\.\d+ degC$"))
+    expect(view.get_by_role("button", name="Edit")).to_be_hidden()  # a file device
+    expect(view.locator("#device-readonly")).to_contain_text("configuration file")
+    shoot(page, "device-chart-laptop", docs=True)
+    page.set_viewport_size(PHONE)
+    fits_viewport(page, "#chart canvas")
+    shoot(page, "device-chart-phone", docs=True)
+    log.assert_clean()
+
+
+def test_edit_a_device_without_sending_its_secret_back(
+    page: Page, gateway: GatewayProcess, opcua_login_sim: OpcUaSimulator, shoot: Shoot
+) -> None:
+    speed = f"nsu={NAMESPACE};s=Line1.Filler.Speed"
+    tags = [{"name": "speed", "node": speed, "unit": "rpm"}]
+    register(
+        gateway,
+        {
+            "id": "line-ua",
+            "type": "opcua",
+            "endpoint": opcua_login_sim.endpoint,
+            **OPCUA_LOGIN,
+            "labels": {"line": "line2", "cell": "filling"},
+            "groups": [{"name": "line", "interval": 0.5, "tags": tags}],
+        },
+    )
+    try:
+        log = PageLog.attach(page, gateway.api_url)
+        page.goto(f"{gateway.api_url}/#token={ADMIN_TOKEN}")
+        expect(card(page, "line-ua").locator(".badge")).to_have_text("online")
+        view = open_view(page, "line-ua")
+        view.get_by_role("button", name="Edit").click()
+        form = page.get_by_role("dialog", name="Edit line-ua")
+        password = form.get_by_label("Password")
+        expect(password).to_have_value("")  # the stored one is never shown, not even masked
+        expect(password).to_have_attribute("placeholder", re.compile("stored, hidden"))
+        expect(form.get_by_label("Labels")).to_have_value("line=line2, cell=filling")
+        shoot(page, "edit-form-laptop", docs=True)
+        page.set_viewport_size(PHONE)
+        fits_viewport(page, "#edit")
+        shoot(page, "edit-form-phone", docs=True)
+        page.set_viewport_size(LAPTOP)
+
+        # A field the API refuses is named next to its input, and nothing is saved.
+        form.get_by_text("More settings").click()
+        form.get_by_label("Timeout", exact=True).fill("0")
+        form.get_by_role("button", name="Review changes").click()
+        form.get_by_role("button", name="Save changes").click()
+        timeout = form.get_by_label("Timeout", exact=True)
+        expect(timeout).to_have_attribute("aria-invalid", "true")
+        expect(form.locator("#e-timeout-error")).to_contain_text("greater than 0")
+
+        form.get_by_label("Timeout", exact=True).fill("7")
+        form.get_by_label("Labels").fill("line=line9")
+        form.get_by_role("button", name="Review changes").click()
+        review = form.locator("#review-list")
+        expect(review).to_contain_text("line=line2, cell=filling → line=line9")
+        expect(review).to_contain_text("5 → 7")
+        with page.expect_request(lambda r: r.method == "PATCH") as sent:
+            form.get_by_role("button", name="Save changes").click()
+        expect(form).to_be_hidden()
+        body = json.loads(sent.value.post_data or "")
+        assert body == {"labels": {"line": "line9", "cell": None}, "timeout": 7}, body
+
+        expect(card(page, "line-ua").locator(".labels")).to_have_text("line=line9")
+        expect(view.locator("#device-where")).to_contain_text(opcua_login_sim.endpoint)
+        # Still logged in after its connector restarted: the stored password was kept.
+        expect(card(page, "line-ua").locator('[data-tag="speed"] .value')).to_have_text(
+            re.compile(r"^\d+\.\d+$")
+        )
+        expect(card(page, "line-ua").locator(".badge")).to_have_text("online")
+        config = fetch(gateway, "line-ua").json()["config"]
+        assert (config["timeout"], config["password"]) == (7, "**********")
+        log.assert_clean(["PATCH /api/v1/devices/line-ua 422"])
+    finally:
+        forget(gateway, "line-ua")
+
+
+def test_disable_enable_and_delete_each_confirmed_first(
+    page: Page, gateway: GatewayProcess, sim: ModbusSimulator
+) -> None:
+    register(gateway, sim_plc("spare-9", sim, unit=3))
+    log = PageLog.attach(page, gateway.api_url)
+    page.goto(f"{gateway.api_url}/#token={ADMIN_TOKEN}")
+    badge = card(page, "spare-9").locator(".badge")
+    expect(badge).to_have_text("online")
+    view = open_view(page, "spare-9")
+    confirm = page.get_by_role("dialog", name="Disable spare-9?")
+
+    view.get_by_role("button", name="Disable").click()
+    expect(confirm).to_contain_text("stops polling it")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_be_hidden()
+    assert fetch(gateway, "spare-9").json()["enabled"] is True
+
+    view.get_by_role("button", name="Disable").click()
+    confirm.get_by_role("button", name="Disable").click()
+    expect(badge).to_have_text("disabled")
+    expect(view.locator("#device-badge")).to_have_text("disabled")
+    view.get_by_role("button", name="Enable").click()
+    page.get_by_role("dialog", name="Enable spare-9?").get_by_role("button", name="Enable").click()
+    expect(badge).to_have_text("online")
+
+    # A refusal (here: the token behind the page has become a viewer's) says so plainly.
+    def as_viewer(route: Route) -> None:
+        route.continue_(
+            headers={**route.request.headers, "authorization": f"Bearer {VIEWER_TOKEN}"}
+        )
+
+    page.route("**/api/v1/devices/spare-9/disable", as_viewer)
+    view.get_by_role("button", name="Disable").click()
+    confirm.get_by_role("button", name="Disable").click()
+    expect(view.locator("#device-problem")).to_have_text(
+        "This token may only read: disabling a device needs an admin token."
+    )
+    expect(badge).to_have_text("online")
+
+    view.get_by_role("button", name="Delete").click()
+    delete = page.get_by_role("dialog", name="Delete spare-9?")
+    expect(delete).to_contain_text("cannot be undone")
+    delete.get_by_role("button", name="Cancel").click()
+    expect(card(page, "spare-9")).to_be_visible()
+    view.get_by_role("button", name="Delete").click()
+    delete.get_by_role("button", name="Delete").click()
+    expect(view).to_be_hidden()
+    expect(card(page, "spare-9")).to_have_count(0)
+    assert fetch(gateway, "spare-9").status_code == 404
+    log.assert_clean(["POST /api/v1/devices/spare-9/disable 403"])
+
+
+def test_viewers_see_no_action_that_changes_the_configuration(
+    page: Page, gateway: GatewayProcess, sim: ModbusSimulator
+) -> None:
+    register(gateway, sim_plc("shown-7", sim, unit=2))
+    try:
+        log = PageLog.attach(page, gateway.api_url)
+        page.goto(f"{gateway.api_url}/#token={VIEWER_TOKEN}")
+        expect(card(page, "shown-7").locator(".badge")).to_have_text("online")
+        expect(page.get_by_role("button", name="Register device")).to_be_hidden()
+        view = open_view(page, "shown-7")
+        expect(view.locator("#chart canvas")).to_be_visible()  # the history is for everyone
+        for action in ("Edit", "Disable", "Delete"):
+            expect(view.get_by_role("button", name=action)).to_have_count(0)
+        expect(view.locator("#device-readonly")).to_have_text(
+            "This token may only read: changes need an admin token."
+        )
+        log.assert_clean()
+    finally:
+        forget(gateway, "shown-7")
+
+
+def test_register_an_opcua_device_with_tags_picked_from_the_server(
+    page: Page, gateway: GatewayProcess, opcua_sim: OpcUaSimulator, shoot: Shoot
+) -> None:
+    log = PageLog.attach(page, gateway.api_url)
+    page.goto(f"{gateway.api_url}/#token={ADMIN_TOKEN}")
+    expect(card(page, "filler-1")).to_be_visible()
+    page.get_by_role("button", name="Register device").click()
+    form = page.get_by_role("dialog", name="Register a device")
+    form.get_by_label("Profile or own tags").select_option("own:opcua")
+    form.get_by_label("Device id").fill("filler-ua")
+    picker = page.get_by_role("dialog", name="Pick tags from the server")
+
+    # A server that is not there: the picker says which and why.
+    closed = f"opc.tcp://127.0.0.1:{free_port()}"
+    form.get_by_label("Endpoint").fill(closed)
+    form.get_by_role("button", name="Browse the server…").click()
+    expect(picker.get_by_role("alert")).to_have_text(
+        f"cannot connect to {closed}: connection refused"
+    )
+    picker.get_by_role("button", name="Cancel").click()
+
+    form.get_by_label("Endpoint").fill(opcua_sim.endpoint)
+    form.get_by_role("button", name="Browse the server…").click()
+    rows = picker.locator(".b-row")
+    expect(rows.first).to_be_visible()
+    expect(picker.locator("#b-count")).to_have_text(re.compile(r"^0 of \d+ readable"))
+
+    picker.get_by_label("Filter variables").fill("Line1/Filler")
+    filler = picker.locator(".b-parent", has_text="Plant/Line1/Filler")
+    filler.get_by_role("checkbox").check()
+    picker.locator(".b-row", has_text="Levels").get_by_role("checkbox").uncheck()
+    expect(filler.get_by_role("checkbox")).to_have_js_property("indeterminate", True)
+    use = picker.get_by_role("button", name=re.compile(r"^Use \d+ tags$"))
+    picked = int(use.inner_text().split()[1])
+    assert picked >= 10
+    picker.locator("#b-list").evaluate("list => { list.scrollTop = 0; }")  # its head in view
+    shoot(page, "browse-picker-laptop", docs=True)
+    page.set_viewport_size(PHONE)
+    fits_viewport(page, "#browse")
+    shoot(page, "browse-picker-phone", docs=True)
+    page.set_viewport_size(LAPTOP)
+    use.click()
+    expect(picker).to_be_hidden()
+    expect(form.locator("#picked-summary")).to_contain_text(f"{picked} tags: State, Running")
+
+    form.get_by_role("button", name="Register").click()
+    expect(form).to_be_hidden()
+    try:
+        registered = card(page, "filler-ua")
+        expect(registered.locator(".badge")).to_have_text("online")
+        # 10**15 + tick, exactly.
+        expect(registered.locator('[data-tag="TotalCount"] .value')).to_have_text(
+            re.compile(r"^1,000,000,000,000,\d{3}$")
+        )
+        expect(registered.locator('[data-tag="Speed"] .value')).to_have_text(
+            re.compile(r"^\d+\.\d+$")
+        )
+        group = fetch(gateway, "filler-ua").json()["config"]["groups"][0]
+        assert len(group["tags"]) == picked
+        setpoint = next(t for t in group["tags"] if t["name"] == "Setpoint")
+        node = f"nsu={NAMESPACE};s=Line1.Filler.Setpoint"
+        assert (setpoint["node"], setpoint["writable"]) == (node, True)
+        log.assert_clean(["POST /api/v1/protocols/opcua/discover 502"])
+    finally:
+        forget(gateway, "filler-ua")

@@ -47,14 +47,17 @@ def chromium() -> Iterator[Browser]:
 
 @dataclass
 class PageLog:
-    """Every request a page made, every one that failed or got an error status, and every
-    console error and uncaught exception, from ``attach`` on."""
+    """Every request a page made, every one that failed or got an error status, every console
+    error, Content Security Policy violation and uncaught exception, from ``attach`` on."""
 
     origin: str
     requests: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     """``"METHOD /path STATUS"``, or ``"METHOD /path failed: REASON"`` for network errors."""
     console_errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
+    """Console messages of any level about the page's Content-Security-Policy (a blocked
+    inline style, script or connection)."""
     page_errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -80,6 +83,8 @@ class PageLog:
             )
 
     def _console(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
         if message.type == "error":
             self.console_errors.append(message.text)
 
@@ -96,7 +101,7 @@ class PageLog:
     def assert_clean(self, expected_failures: Iterable[str] = ()) -> None:
         """Only own-origin requests, no failed request but the expected ones (which Chromium
         also reports on the console: "the server responded with a status of 422"), no other
-        console error and no uncaught exception."""
+        console error, no CSP violation and no uncaught exception."""
         expected = list(expected_failures)
         assert self.requests, "the page made no request at all"
         assert not self.foreign_requests(), self.foreign_requests()
@@ -104,6 +109,7 @@ class PageLog:
         statuses = [f"status of {failure.rsplit(' ', 1)[1]}" for failure in expected]
         unexpected = [e for e in self.console_errors if not any(s in e for s in statuses)]
         assert not unexpected, unexpected
+        assert not self.csp_violations, self.csp_violations
         assert not self.page_errors, self.page_errors
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from gateway.api.deps import Viewer
-from gateway.api.models import FieldPublic, ProtocolPublic
+from gateway.api.models import Caller, FieldPublic, ProtocolPublic
 from gateway.api.problems import ERRORS
 from gateway.devices import DeviceBase
-from gateway.plugins import Plugins, ProtocolPlugin, RegistrationForm
+from gateway.plugins import Discoverer, Plugins, ProtocolPlugin, RegistrationForm
 
-__all__ = ["build_router", "describe"]
+__all__ = ["build_router", "describe", "me_router"]
 
 _KINDS: dict[str, Literal["integer", "number"]] = {"integer": "integer", "number": "number"}
 
@@ -43,7 +43,7 @@ def describe(plugin: ProtocolPlugin) -> ProtocolPublic:
         fields.append(
             FieldPublic(name=name, kind=kind, required=name in required, placeholder=placeholder)
         )
-    return ProtocolPublic(type=plugin.type, fields=fields)
+    return ProtocolPublic(type=plugin.type, fields=fields, discover=isinstance(plugin, Discoverer))
 
 
 def build_router(plugins: Plugins) -> APIRouter:
@@ -53,5 +53,16 @@ def build_router(plugins: Plugins) -> APIRouter:
     @router.get("", response_model=list[ProtocolPublic])
     async def list_protocols(_: Viewer) -> list[ProtocolPublic]:
         return described
+
+    return router
+
+
+def me_router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["system"], responses=ERRORS)
+
+    @router.get("/me", response_model=Caller)
+    async def me(request: Request, role: Viewer) -> Caller:
+        """The token's name and role (the page shows what the role may do)."""
+        return Caller(name=request.state.caller, role=role)
 
     return router
