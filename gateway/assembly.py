@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Iterator, Mapping
 
+from gateway.audit import AUDIT_FILE, Audit
 from gateway.config import GatewayConfig
 from gateway.control import ControlPlane
 from gateway.datadir import DataDir
@@ -23,6 +24,7 @@ from gateway.plugins import ConnectorFactory, PluginContext, Plugins, SinkConfig
 from gateway.protocols import Sink
 from gateway.registry import DATABASE_FILE, Registry, open_database
 from gateway.runtime import Runtime
+from gateway.writeback import WriteService
 
 __all__ = ["LOCAL_STORE", "Gateway"]
 
@@ -67,6 +69,7 @@ class Gateway:
             " over the API",
         )
         self.data_dir.set_aside_if_damaged(HISTORY_FILE, "the local history")
+        self.data_dir.set_aside_if_damaged(AUDIT_FILE, "the audit of writes to devices")
         self.plugins = plugins = plugins or installed()
         context = PluginContext(config.gateway.id, config.gateway.data_dir)
         sink_configs: dict[str, SinkConfigBase] = dict(config.sinks)
@@ -89,6 +92,8 @@ class Gateway:
         self._database = open_database(config.gateway.data_dir / DATABASE_FILE)
         self._registry = Registry(self._database)
         self.control = ControlPlane(config, self._registry, self.runtime, self.store, plugins)
+        self.audit = Audit(config.gateway.data_dir / AUDIT_FILE, config.writes.audit_rows)
+        self.writes = WriteService(config.writes, self.audit)
         settle_long_lived()  # the libraries and every restored device
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -100,6 +105,7 @@ class Gateway:
 
     def close(self) -> None:
         """Release the files (``run`` does it when it ends; a gateway never run needs it)."""
+        self.audit.close()
         self._registry.close()
         self._database.close()
         self.data_dir.release()

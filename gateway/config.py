@@ -22,6 +22,7 @@ from gateway.devices import DeviceBase, GroupBase, ProfileBase
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.outbox import OutboxConfig
 from gateway.plugins import Plugins, SinkConfigBase, installed
+from gateway.writeback import WritesConfig
 
 __all__ = [
     "READING_BYTES",
@@ -108,6 +109,7 @@ class GatewayConfig(BaseModel):
     sinks: dict[SinkName, SinkConfigBase] = Field(default_factory=dict)
     runtime: RuntimeConfig = RuntimeConfig()
     api: ApiConfig = ApiConfig()
+    writes: WritesConfig = WritesConfig()
     profiles: list[ProfileBase] = Field(default_factory=list)
     devices: list[DeviceBase] = Field(default_factory=list)
 

@@ -36,6 +36,7 @@ from gateway.plugins import Plugins, installed
 from gateway.registry import Registry
 from gateway.runtime import Runtime
 from gateway.status import DeviceState, DeviceStatus
+from gateway.writeback import Target
 
 __all__ = ["MASK", "Conflict", "ControlPlane", "NotFound", "Source"]
 
@@ -120,6 +121,24 @@ class ControlPlane:
         if groups is None:
             groups = self.profile(device.profile or "")[0].groups
         return [tag.name for group in groups for tag in group.tags]
+
+    def write_target(self, device_id: str) -> Target | None:
+        """What a write to the device needs: its tags, state and connector (None: no such
+        device)."""
+        found = self.catalog.get(device_id)
+        if found is None:
+            return None
+        device = found[0]
+        groups = device.groups
+        if groups is None:
+            groups = self.profile(device.profile or "")[0].groups
+        running = self._runtime.devices.get(device_id)
+        return Target(
+            device_id,
+            {tag.name: tag for group in groups for tag in group.tags},
+            DeviceState.DISABLED if running is None else running.status.state,
+            None if running is None else running.connector,
+        )
 
     def state(self, device_id: str) -> DeviceState:
         running = self._runtime.devices.get(device_id)

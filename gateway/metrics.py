@@ -25,8 +25,9 @@ from prometheus_client.registry import Collector
 from gateway.protocols import CountsRejections
 from gateway.runtime import Runtime
 from gateway.status import DeviceState
+from gateway.writeback import WriteService
 
-__all__ = ["RuntimeCollector"]
+__all__ = ["RuntimeCollector", "WritesCollector"]
 
 
 class RuntimeCollector(Collector):
@@ -142,3 +143,23 @@ class RuntimeCollector(Collector):
         )
         longest.add_metric([], lag.max)
         yield from (loop, longest)
+
+
+class WritesCollector(Collector):
+    """Write attempts by result (written, refused, failed, unknown, not attempted)."""
+
+    def __init__(self, writes: WriteService) -> None:
+        self._writes = writes
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "gateway_writes", "Attempts to set values on devices, by result", labels=["result"]
+        )
+        for result, count in list(self._writes.counts.items()):
+            family.add_metric([result], count)
+        yield family
+        failures = CounterMetricFamily(
+            "gateway_audit_unstored", "Audit entries that could not be stored (logged instead)"
+        )
+        failures.add_metric([], self._writes.audit.failures)
+        yield failures

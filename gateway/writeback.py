@@ -26,7 +26,7 @@ from gateway.reading import Value
 from gateway.status import DeviceState
 from gateway.tags import TagBase
 
-__all__ = ["WriteRefused", "WriteService", "WritesConfig", "check_value"]
+__all__ = ["WriteRefused", "WriteService", "WritesConfig", "check_value", "result_of"]
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,11 @@ def check_value(tag: TagBase, value: object) -> Value:
         raise ValueError(f"tag {tag.name!r} is not writable (writable: true in its config)")
     if value is None or isinstance(value, list | dict):
         raise ValueError(f"{value!r} is not a single value")
-    if tag.allowed is not None:
-        # True == 1 in Python: compare type and value, so a bool never stands in for a number.
-        if not any(type(value) is type(a) and value == a for a in tag.allowed):
-            raise ValueError(f"{value!r} is not one of the allowed values {tag.allowed}")
+    # True == 1 in Python: a bool never stands in for a number, nor a number for a bool.
+    if tag.allowed is not None and not any(
+        isinstance(value, bool) == isinstance(a, bool) and value == a for a in tag.allowed
+    ):
+        raise ValueError(f"{value!r} is not one of the allowed values {tag.allowed}")
     if tag.min is not None or tag.max is not None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{value!r} is not a number")
@@ -190,15 +191,14 @@ class WriteService:
         started: float,
     ) -> None:
         ts = int(started * 1000)
-        tags: list[str | None] = list(values) or [None]
-        entries = [
-            AuditEntry(
-                ts, who, path, device_id, tag, values.get(tag) if tag else None, "refused",
-                refused.reason if refused.tag in (None, tag) else f"not attempted: {refused.tag}"
-                f" was refused ({refused.reason})",
-            )  # fmt: skip
-            for tag in tags
-        ]
+        entries = []
+        tags: list[str | None] = [*values] or [None]
+        for tag in tags:
+            reason = refused.reason
+            if refused.tag not in (None, tag):
+                reason = f"not attempted: {refused.tag} was refused ({refused.reason})"
+            requested = None if tag is None else values[tag]
+            entries.append(AuditEntry(ts, who, path, device_id, tag, requested, "refused", reason))
         self.counts["refused"] += len(entries)
         await self.audit.record(entries)
 
@@ -222,7 +222,7 @@ class WriteService:
                 entry = AuditEntry(ts, who, path, device_id, write.tag.name, write.value, result,
                                    reason)  # fmt: skip
             else:
-                result = _result(outcome)
+                result = result_of(outcome)
                 entry = AuditEntry(
                     ts, who, path, device_id, outcome.tag, write.value, result, outcome.error,
                     outcome.raw, outcome.method, outcome.before, outcome.read_back, duration_ms,
@@ -232,9 +232,11 @@ class WriteService:
         await self.audit.record(entries)
 
 
-def _result(outcome: WriteOutcome) -> str:
+def result_of(outcome: WriteOutcome) -> str:
+    """written; refused (nothing sent: the value does not fit); failed (the device refused);
+    unknown (no answer: it may have been applied)."""
     if outcome.written:
         return "written"
     if outcome.applied is None:
         return "unknown"
-    return "failed" if outcome.raw is not None or outcome.method is not None else "refused"
+    return "failed" if outcome.method is not None else "refused"

@@ -37,8 +37,10 @@ from connectors.opcua.session import (
     read_operation_limits,
 )
 from connectors.opcua.values import readings_from, status_name
+from connectors.opcua.write import OpcUaWriter
 from gateway.cycle import Cycle, Failure, FailureKind
 from gateway.errors import ConnectorError
+from gateway.protocols import TagWrite, WriteOutcome
 from gateway.reading import Quality, Reading, bad_readings
 from gateway.schedule import PollScheduler, phase_of
 
@@ -99,6 +101,7 @@ class OpcUaConnector:
         """Notifications dropped because the queue was full, not yet reported."""
         self._lost: str | None = None
         self._unavailable: str | None = None
+        self._writer = OpcUaWriter()
         if device.username is not None and device.security.policy == "None":
             log.warning(
                 "%s: security policy None: the password may cross the network readable", device.id
@@ -108,6 +111,7 @@ class OpcUaConnector:
         self._lost = None
         self._queue = asyncio.Queue(_QUEUE_LIMIT)
         self._groups = [_Group(g, [_Target(t) for t in g.tags]) for g in self._configs]
+        self._writer.forget()
         client = await open_client(self.device, self._pki, self.device.id)
         self._client = client
         client.connection_lost_callback = self._connection_lost
@@ -116,6 +120,18 @@ class OpcUaConnector:
         except _ERRORS as exc:
             raise ConnectorError(describe_error(exc, self.device)) from exc
         return True
+
+    async def write(self, writes: Sequence[TagWrite], verify: bool) -> list[WriteOutcome]:
+        """Set tag values (see connectors/opcua/write.py) on this session."""
+        client = self._client
+        if client is None:
+            raise ConnectorError(f"device {self.device.id} is not connected")
+        nodes: dict[str, ua.NodeId | str] = {
+            target.tag.name: target.node or target.problem or "not resolved on this session"
+            for group in self._groups
+            for target in group.targets
+        }
+        return await self._writer.write(client, nodes, writes, verify)
 
     async def stop(self) -> None:
         client, self._client = self._client, None

@@ -26,9 +26,10 @@ from gateway.api.routes import (
     protocols,
     system,
     telemetry,
+    writes,
 )
 from gateway.assembly import Gateway
-from gateway.metrics import RuntimeCollector
+from gateway.metrics import RuntimeCollector, WritesCollector
 
 __all__ = ["create_app"]
 
@@ -47,6 +48,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         log.warning("no API tokens configured; this run's admin token: %s", tokens.generated)
     metrics = CollectorRegistry(auto_describe=True)
     metrics.register(RuntimeCollector(gateway.runtime))
+    metrics.register(WritesCollector(gateway.writes))
     app.state.gateway, app.state.tokens, app.state.metrics = gateway, tokens, metrics
     # Set by the server when the gateway stops, so endless streams end instead of holding it up.
     app.state.stopping = asyncio.Event()
@@ -57,6 +59,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(protocols.me_router())
     app.include_router(discover.build_router(gateway.plugins))
     app.include_router(telemetry.router)
+    app.include_router(writes.router)
     app.include_router(system.router)
     app.include_router(page.router)
     app.add_middleware(AllowedMethods, document=lambda: app.openapi())

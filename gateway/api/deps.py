@@ -12,8 +12,18 @@ from gateway.control import ControlPlane
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.local_store import LocalStore
 from gateway.runtime import Runtime
+from gateway.writeback import WriteService
 
-__all__ = ["Admin", "Control", "GatewayRuntime", "KnownQuery", "Operator", "Store", "Viewer"]
+__all__ = [
+    "Admin",
+    "Control",
+    "GatewayRuntime",
+    "KnownQuery",
+    "Operator",
+    "Store",
+    "Viewer",
+    "Writes",
+]
 
 
 def _gateway(request: Request) -> Gateway:
@@ -33,9 +43,14 @@ def _store(request: Request) -> LocalStore:
     return _gateway(request).store
 
 
+def _writes(request: Request) -> WriteService:
+    return _gateway(request).writes
+
+
 Control = Annotated[ControlPlane, Depends(_control)]
 GatewayRuntime = Annotated[Runtime, Depends(_runtime)]
 Store = Annotated[LocalStore, Depends(_store)]
+Writes = Annotated[WriteService, Depends(_writes)]
 Viewer = Annotated[Role, Depends(require("viewer"))]
 Admin = Annotated[Role, Depends(require("admin"))]
 Operator = Annotated[Role, Depends(require("operator"))]

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from gateway.config import format_location
 from gateway.control import Conflict, NotFound
 from gateway.errors import ConfigError
+from gateway.writeback import WriteRefused
 
 __all__ = [
     "ERRORS",
@@ -114,6 +115,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(MalformedBody)
     async def malformed(request: Request, exc: MalformedBody) -> JSONResponse:
         return problem(exc.status, _title(exc.status), str(exc))
+
+    @app.exception_handler(WriteRefused)
+    async def write_refused(request: Request, exc: WriteRefused) -> JSONResponse:
+        errors = (
+            [] if exc.tag is None else [FieldProblem(field=f"values.{exc.tag}", message=exc.reason)]
+        )
+        title = "Write refused" if exc.status != 404 else "Not found"
+        headers = {"Retry-After": "60"} if exc.status == 429 else None
+        return problem(exc.status, title, exc.reason, errors, headers)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:

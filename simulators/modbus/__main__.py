@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="UNITS",
         help="the units --busy-every applies to: N for 1..N, or a list (default: all)",
     )
+    parser.add_argument(
+        "--no-mask-write",
+        action="store_true",
+        help="answer fc 22 (mask write register) with exception 1, as devices without it do",
+    )
     add_log_level(parser, "INFO")
     return parser
 
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         ports=args.ports,
         busy_every=args.busy_every,
         busy_units=args.busy_units,
+        mask_write=not args.no_mask_write,
     )
     return asyncio.run(serve(config))
 

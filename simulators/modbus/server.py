@@ -43,6 +43,7 @@ READ_FUNCTION_CODES = frozenset({1, 2, 3, 4, 23})
 """Requests whose served values ``--record`` logs (fc 23 is read/write multiple registers)."""
 _HOLDING_FCS = frozenset({3, 6, 16, 22, 23})
 _COIL_FCS = frozenset({1, 5, 15})
+_MASK_WRITE = 22
 _FRAMERS: dict[FramerName, FramerType] = {"socket": FramerType.SOCKET, "rtu": FramerType.RTU}
 
 
@@ -88,6 +89,8 @@ class SimulatorConfig:
     """Answer every Nth read of a busy unit with exception 6 (server device busy); 0: never."""
     busy_units: tuple[int, ...] = ()
     """The units that are busy now and then (all of them when empty)."""
+    mask_write: bool = True
+    """Serve fc 22 (mask write register); False answers it with exception 1."""
 
 
 class Clock:
@@ -272,9 +275,11 @@ class MachineCore(SimCore):
         recorder: Recorder | None,
         busy_every: int = 0,
         busy_units: Iterable[int] = (),
+        mask_write: bool = True,
     ) -> None:
         super().__init__(devices)
         self._recorder = recorder
+        self._mask_write = mask_write
         self._busy_every = busy_every
         self._busy_units = frozenset(busy_units)
         self._reads: dict[int, int] = {}
@@ -286,6 +291,8 @@ class MachineCore(SimCore):
         answers every ``busy_every``-th read with exception 6."""
         if device_id not in self.devices:
             raise NoSuchIdException(f"unit {device_id}")
+        if func_code == _MASK_WRITE and not self._mask_write:
+            return ExcCodes.ILLEGAL_FUNCTION
         if self._busy_every and (not self._busy_units or device_id in self._busy_units):
             reads = self._reads[device_id] = self._reads.get(device_id, 0) + 1
             if reads % self._busy_every == 0:
@@ -334,7 +341,9 @@ class Simulator:
         # Each server builds a plain SimCore from the devices; all share ours instead (built
         # once more: cheap, and it keeps to SimCore's public constructor).
         config = self.config
-        core = MachineCore(devices, self._recorder, config.busy_every, config.busy_units)
+        core = MachineCore(
+            devices, self._recorder, config.busy_every, config.busy_units, config.mask_write
+        )
         ports: list[int] = []
         for index in range(self.config.ports):
             wanted = self.config.port + index if self.config.port else 0
