@@ -3,17 +3,20 @@ independent client, bits, refusals, and the audit of every attempt."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from asyncua.client.client import Client
 from pymodbus.client import ModbusTcpClient
 
 from connectors.modbus.config import ByteOrder, DataType, ModbusTag
 from connectors.modbus.decode import decode_value
 from tests.support.gateway import ADMIN_TOKEN, VIEWER_TOKEN, GatewayProcess
+from tests.support.opcua import OpcUaSimulator
 from tests.support.processes import free_port, wait_until
 from tests.support.simulator import ModbusSimulator
 
@@ -231,3 +234,69 @@ def test_every_attempt_is_audited_with_what_went_on_the_wire(api: httpx.Client) 
     assert entry["duration_ms"] > 0 and entry["who"] == "token:shift"
     metrics = api.get("/metrics").text
     assert 'gateway_writes_total{result="written"}' in metrics
+
+
+NS = "nsu=urn:edge-gateway:opcua-sim;s="
+
+
+@pytest.fixture
+def opcua_gateway(tmp_path: Path) -> Iterator[tuple[GatewayProcess, OpcUaSimulator]]:
+    sim = OpcUaSimulator(tmp_path / "ua-sim").start()
+    tags = [
+        {"name": "setpoint", "node": f"{NS}Line1.Filler.Setpoint", "writable": True},
+        {"name": "speed_sp", "node": f"{NS}Line1.Conveyor.SpeedSetpoint", "writable": True},
+        {"name": "counter", "node": f"{NS}Line1.Filler.Counter", "writable": True},
+    ]
+    config = {
+        "gateway": {"id": "wgw"},
+        "writes": {"enabled": True},
+        "devices": [{"id": "ua", "type": "opcua", "endpoint": sim.endpoint,
+                     "groups": [{"name": "g", "tags": tags}]}],
+        "api": {"tokens": [{"name": "shift", "token": OPERATOR_TOKEN, "role": "operator"}]},
+    }  # fmt: skip
+    process = GatewayProcess(tmp_path / "gw", config).start()
+    try:
+        process.wait_api()
+        yield process, sim
+    finally:
+        assert process.stop() == 0
+        sim.stop()
+
+
+async def read_node(sim: OpcUaSimulator, node: str) -> Any:
+    async with Client(sim.endpoint) as client:
+        namespace = await client.get_namespace_index("urn:edge-gateway:opcua-sim")
+        return await client.get_node(f"ns={namespace};s={node}").read_value()
+
+
+def test_opcua_writes_with_the_nodes_own_type(
+    opcua_gateway: tuple[GatewayProcess, OpcUaSimulator],
+) -> None:
+    gateway, sim = opcua_gateway
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    with httpx.Client(base_url=gateway.api_url, headers=headers, timeout=20) as api:
+        wait_until(
+            lambda: api.get("/api/v1/devices/ua/status").json()["state"] == "online",
+            20,
+            "the OPC UA device online",
+        )
+        answer = write(api, "ua", setpoint=77.25, speed_sp=2.5)
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+        assert [(r["raw"], r["before"], r["read_back"]) for r in results] == [
+            ("Double 77.25", 42.5, 77.25),
+            ("Float 2.5", 1.5, 2.5),
+        ]
+        assert asyncio.run(read_node(sim, "Line1.Filler.Setpoint")) == 77.25
+        assert asyncio.run(read_node(sim, "Line1.Conveyor.SpeedSetpoint")) == 2.5
+        wrong = write(api, "ua", setpoint="fast")
+        assert wrong.status_code == 422
+        assert "'fast' is not a number (the node is a Double)" in wrong.json()["detail"]
+        too_big = write(api, "ua", speed_sp=1e39)
+        assert (
+            too_big.status_code == 422 and "beyond the range of a Float" in too_big.json()["detail"]
+        )
+        refused = write(api, "ua", counter=5)
+        assert refused.status_code == 502
+        assert "the server refused it: BadUserAccessDenied" in refused.json()["detail"]
+        assert refused.json()["results"][0]["result"] == "failed"
