@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator, Mapping
 
 from gateway.audit import AUDIT_FILE, Audit
+from gateway.commands import command_handler
 from gateway.config import GatewayConfig
 from gateway.control import ControlPlane
 from gateway.datadir import DataDir
@@ -21,7 +22,7 @@ from gateway.history import HISTORY_FILE
 from gateway.local_store import LocalStore
 from gateway.memory import settle_long_lived
 from gateway.plugins import ConnectorFactory, PluginContext, Plugins, SinkConfigBase, installed
-from gateway.protocols import Sink
+from gateway.protocols import Sink, TakesCommands
 from gateway.registry import DATABASE_FILE, Registry, open_database
 from gateway.runtime import Runtime
 from gateway.writeback import WriteService
@@ -94,6 +95,15 @@ class Gateway:
         self.control = ControlPlane(config, self._registry, self.runtime, self.store, plugins)
         self.audit = Audit(config.gateway.data_dir / AUDIT_FILE, config.writes.audit_rows)
         self.writes = WriteService(config.writes, self.audit)
+        if config.writes.enabled and config.writes.mqtt:
+            handler = command_handler(self.control, self.writes)
+            takers = [sink for sink in self.sinks if isinstance(sink, TakesCommands)]
+            if not takers:
+                raise ConfigError(
+                    [ConfigProblem("writes.mqtt", "no sink takes commands: add an MQTT sink")]
+                )
+            for sink in takers:
+                sink.take_commands(handler)
         settle_long_lived()  # the libraries and every restored device
 
     async def run(self, stop: asyncio.Event) -> None:

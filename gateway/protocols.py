@@ -15,6 +15,8 @@ from gateway.status import DeviceStatus
 from gateway.tags import TagBase
 
 __all__ = [
+    "Command",
+    "CommandHandler",
     "Connectable",
     "Connector",
     "CountsRejections",
@@ -22,6 +24,7 @@ __all__ = [
     "Sink",
     "StatusPublisher",
     "TagWrite",
+    "TakesCommands",
     "WriteOutcome",
     "Writer",
 ]
@@ -143,3 +146,26 @@ class Writer(Protocol):
         """Apply ``writes`` in order, stopping at the first that fails (the rest are not
         attempted and not returned); with ``verify``, read each value back."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A request to set values that arrived through a sink (MQTT ``.../{device}/set``)."""
+
+    device: str
+    payload: bytes
+    origin: str
+    """Where it came from, for the audit (``mqtt:<topic>``)."""
+
+
+CommandHandler = Callable[[Command], Awaitable[bytes]]
+"""Carries out a command and answers with the reply's payload."""
+
+
+@runtime_checkable
+class TakesCommands(Protocol):
+    """Sinks that can also receive commands (the MQTT sink's set topics). The runtime hands
+    them the handler when commands are on (``writes.mqtt``); a sink answers each command with
+    the handler's reply."""
+
+    def take_commands(self, handler: CommandHandler) -> None: ...

@@ -15,9 +15,9 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.audit import Audit, AuditEntry
 from gateway.errors import GatewayError
@@ -26,7 +26,15 @@ from gateway.reading import Value
 from gateway.status import DeviceState
 from gateway.tags import TagBase
 
-__all__ = ["WriteRefused", "WriteService", "WritesConfig", "check_value", "result_of"]
+__all__ = [
+    "TagResult",
+    "WriteRefused",
+    "WriteRequest",
+    "WriteService",
+    "WritesConfig",
+    "check_value",
+    "result_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,40 @@ class WritesConfig(BaseModel):
     timeout: float = Field(default=5.0, gt=0, le=60, description="Seconds for one request")
     per_minute: int = Field(default=60, ge=1, le=6000, description="Writes per device")
     audit_rows: int = Field(default=100_000, ge=100, le=10_000_000, description="Audit kept")
+
+    @model_validator(mode="after")
+    def _mqtt_needs_writes(self) -> WritesConfig:
+        if self.mqtt and not self.enabled:
+            raise ValueError("mqtt: true takes commands only with enabled: true")
+        return self
+
+
+Settable = bool | int | float | str
+
+
+class WriteRequest(BaseModel):
+    values: dict[str, Settable] = Field(
+        min_length=1,
+        max_length=100,
+        description="Tag → value in engineering units, applied in this order",
+        examples=[{"setpoint": 42.5, "run": True}],
+    )
+    verify: bool | None = Field(
+        default=None, description="Read each value back (default: writes.verify)"
+    )
+
+
+class TagResult(BaseModel):
+    tag: str
+    result: str = Field(
+        description="written; refused (nothing sent: the value does not fit); failed (the"
+        " device refused it); unknown (no answer: it may have been applied)"
+    )
+    error: str | None = None
+    method: str | None = Field(default=None, description="FC5, FC6, FC16, FC22, opcua...")
+    raw: str | None = Field(default=None, description="What went on the wire")
+    before: Any = None
+    read_back: Any = None
 
 
 class WriteRefused(GatewayError):

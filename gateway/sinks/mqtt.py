@@ -23,20 +23,23 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any
 
 import orjson
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.errors import ConfigError, ConfigProblem, RetryableSinkError, SinkError
+from gateway.protocols import Command, CommandHandler
 from gateway.reading import Batch
 from gateway.sinks.mqtt_config import MqttConfig, MqttTlsConfig
 from gateway.sinks.mqtt_payload import (
     CLEARED,
+    command_topic,
     device_status_topic,
     encode_device_status,
     encode_gateway_status,
@@ -93,6 +96,15 @@ class MqttSink:
         self._connected = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._tls: ssl.SSLContext | None = None
+        self._commands: CommandHandler | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def take_commands(self, handler: CommandHandler) -> None:
+        """Subscribe to ``{prefix}/{gateway}/+/set`` from the next connection on; each command
+        is answered on ``.../set/result``, or on the MQTT 5 response topic it names (with its
+        correlation data). Retained commands are refused: a set point must never be replayed
+        to a gateway that (re)connects later."""
+        self._commands = handler
 
     @property
     def connected(self) -> bool:
@@ -165,6 +177,10 @@ class MqttSink:
         if task is not None:
             task.cancel()
             await asyncio.wait([task])
+        for running in list(self._running):
+            running.cancel()
+        if self._running:
+            await asyncio.wait(self._running)
         conn, self._conn = self._conn, None
         self._connected.clear()
         if conn is None:
@@ -271,7 +287,58 @@ class MqttSink:
             conn.abort()
             raise _ConnectFailed(f"broker refused the connection: {reason}")
         conn.announce(self._status_topic, encode_gateway_status(True, _now_ms()))
+        if self._commands is not None:
+            topic = command_topic(config.topic_prefix, self._gateway_id, "+")
+            conn.client.on_message = self._on_command
+            conn.client.subscribe(topic, qos=1)
+            conn.flush()
         return conn
+
+    def _on_command(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """A message on a set topic (paho calls this on the event loop's thread)."""
+        parts = message.topic.split("/")
+        device = parts[-2] if len(parts) >= 2 else ""
+        properties = getattr(message, "properties", None)
+        reply_topic = getattr(properties, "ResponseTopic", None) or f"{message.topic}/result"
+        correlation = getattr(properties, "CorrelationData", None)
+        handler = self._commands
+        if handler is None:
+            return
+        if message.retain:
+            refusal = orjson.dumps(
+                {"ok": False, "status": 400, "error": "a retained command is never applied"}
+            )
+            self._spawn(self._reply(reply_topic, correlation, refusal))
+            return
+        command = Command(device, bytes(message.payload), f"mqtt:{message.topic}")
+        self._spawn(self._answer(handler, command, reply_topic, correlation))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _answer(
+        self, handler: CommandHandler, command: Command, topic: str, correlation: bytes | None
+    ) -> None:
+        try:
+            reply = await handler(command)
+        except Exception as exc:  # a command must always get an answer, and never kill the sink
+            log.exception("MQTT command on %s failed", command.origin)
+            reply = orjson.dumps({"ok": False, "status": 500, "error": f"{type(exc).__name__}"})
+        await self._reply(topic, correlation, reply)
+
+    async def _reply(self, topic: str, correlation: bytes | None, payload: bytes) -> None:
+        conn = self._conn
+        if conn is None or conn.closed.is_set():
+            log.warning("MQTT command reply to %s lost: not connected", topic)
+            return
+        properties = None
+        if self._config.protocol == "5" and correlation is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = correlation
+        conn.client.publish(topic, payload, qos=1, retain=False, properties=properties)
+        conn.flush()
 
 
 class _ConnectFailed(Exception):

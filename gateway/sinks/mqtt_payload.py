@@ -19,6 +19,7 @@ from gateway.status import DeviceStatus
 
 __all__ = [
     "CLEARED",
+    "command_topic",
     "device_status_topic",
     "encode_device_status",
     "encode_gateway_status",
@@ -36,6 +37,11 @@ _UNCERTAIN = Quality.UNCERTAIN
 
 def telemetry_topic(prefix: str, gateway_id: str, device: str) -> str:
     return f"{prefix}/{gateway_id}/{device}/telemetry"
+
+
+def command_topic(prefix: str, gateway_id: str, device: str) -> str:
+    """Where values to set on a device are published (``+`` for every device)."""
+    return f"{prefix}/{gateway_id}/{device}/set"
 
 
 def device_status_topic(prefix: str, gateway_id: str, device: str) -> str:

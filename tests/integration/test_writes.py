@@ -4,6 +4,9 @@ independent client, bits, refusals, and the audit of every attempt."""
 from __future__ import annotations
 
 import asyncio
+import json
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +14,16 @@ from typing import Any
 import httpx
 import pytest
 from asyncua.client.client import Client
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pymodbus.client import ModbusTcpClient
 
 from connectors.modbus.config import ByteOrder, DataType, ModbusTag
 from connectors.modbus.decode import decode_value
 from tests.support.gateway import ADMIN_TOKEN, VIEWER_TOKEN, GatewayProcess
+from tests.support.mosquitto import Mosquitto
 from tests.support.opcua import OpcUaSimulator
 from tests.support.processes import free_port, wait_until
 from tests.support.simulator import ModbusSimulator
@@ -300,3 +308,119 @@ def test_opcua_writes_with_the_nodes_own_type(
         assert refused.status_code == 502
         assert "the server refused it: BadUserAccessDenied" in refused.json()["detail"]
         assert refused.json()["results"][0]["result"] == "failed"
+
+
+class Requester:
+    """An MQTT 5 client that publishes commands and collects what comes back."""
+
+    def __init__(self, broker: Mosquitto, *topics: str) -> None:
+        self.received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="requester", protocol=MQTTProtocolVersion.MQTTv5
+        )
+        subscribed = threading.Event()
+        self.client.on_message = lambda _c, _u, message: self.received.put(message)
+        self.client.on_subscribe = lambda *_args: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe([(topic, 1) for topic in topics])
+        assert subscribed.wait(10), "subscribed"
+
+    def send(
+        self,
+        topic: str,
+        body: Any,
+        *,
+        reply_to: str | None = None,
+        correlation: bytes | None = None,
+        retain: bool = False,
+    ) -> None:
+        properties = None
+        if reply_to is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ResponseTopic = reply_to
+            if correlation is not None:
+                properties.CorrelationData = correlation
+        self.client.publish(
+            topic, json.dumps(body), qos=1, retain=retain, properties=properties
+        ).wait_for_publish(10)
+
+    def next(self, timeout: float = 15) -> mqtt.MQTTMessage:
+        return self.received.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_commands_over_mqtt_answer_on_the_result_topic_and_the_response_topic(
+    tmp_path: Path, mosquitto: Mosquitto, sims: tuple[ModbusSimulator, ModbusSimulator]
+) -> None:
+    sim = sims[0]
+    config = {
+        "gateway": {"id": "wgw"},
+        "writes": {"enabled": True, "mqtt": True},
+        "sinks": {"mqtt": {"type": "mqtt", "host": mosquitto.host, "port": mosquitto.port,
+                           "topic_prefix": "plant", "protocol": 5}},
+        "devices": [device("plc", sim.port)],
+    }  # fmt: skip
+    process = GatewayProcess(tmp_path / "gw", config).start()
+    requester = Requester(mosquitto, "plant/wgw/plc/set/result", "replies/#")
+    try:
+        process.wait_api()
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(base_url=process.api_url, headers=admin, timeout=10) as api:
+            wait_until(
+                lambda: api.get("/api/v1/devices/plc/status").json()["state"] == "online",
+                20,
+                "plc online",
+            )
+            topic = "plant/wgw/plc/set"
+
+            def answer_to(body: Any, **options: Any) -> tuple[mqtt.MQTTMessage, dict[str, Any]]:
+                # The gateway subscribes once connected: send until an answer comes.
+                for _ in range(20):
+                    requester.send(topic, body, **options)
+                    try:
+                        message = requester.next(1.0)
+                    except queue.Empty:
+                        continue
+                    return message, json.loads(message.payload)
+                raise AssertionError("no answer to the command")
+
+            message, reply = answer_to({"values": {"scaled": 33.5}})
+            assert message.topic == "plant/wgw/plc/set/result"
+            assert reply["ok"] is True and reply["results"][0]["read_back"] == 33.5
+            assert independent_read(sim, 66, 1) == [535]
+            message, reply = answer_to(
+                {"values": {"mode": 3}}, reply_to="replies/hmi-7", correlation=b"req-42"
+            )
+            assert message.topic == "replies/hmi-7"
+            assert getattr(message.properties, "CorrelationData", None) == b"req-42"
+            assert reply["ok"] is True and reply["results"][0]["read_back"] == 3
+            _, reply = answer_to({"values": {"serial": 1}})
+            assert (reply["ok"], reply["status"]) == (False, 422)
+            assert "not writable" in reply["error"]
+            _, reply = answer_to({"values": "junk"})
+            assert reply["status"] == 400 and "not a write request" in reply["error"]
+            # A retained command is applied when it arrives live (the broker clears the flag
+            # for subscribers already there), but never replayed to a gateway that subscribes
+            # again later.
+            _, reply = answer_to({"values": {"mode": 1}}, retain=True)
+            assert reply["ok"] is True
+            _, reply = answer_to({"values": {"mode": 2}})
+            assert reply["ok"] is True
+            assert process.stop() == 0
+            process.start()
+            process.wait_api()
+            replayed = json.loads(requester.next().payload)
+            assert replayed["status"] == 400
+            assert "a retained command is never applied" in replayed["error"]
+            assert independent_read(sim, 67, 1) == [2]
+            requester.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
+            entries = api.get("/api/v1/audit", params={"device": "plc"}).json()["items"]
+            assert {e["who"] for e in entries} == {"mqtt:plant/wgw/plc/set"}
+            assert {e["path"] for e in entries} == {"mqtt"}
+    finally:
+        requester.close()
+        assert process.stop() == 0

@@ -11,36 +11,9 @@ from pydantic import BaseModel, Field
 
 from gateway.api.deps import Admin, Control, KnownQuery, Operator, Writes
 from gateway.api.problems import ERRORS, MEDIA_TYPE, FieldProblem, Problem
-from gateway.writeback import result_of
+from gateway.writeback import TagResult, WriteRequest, result_of
 
 __all__ = ["router"]
-
-Settable = bool | int | float | str
-
-
-class WriteRequest(BaseModel):
-    values: dict[str, Settable] = Field(
-        min_length=1,
-        max_length=100,
-        description="Tag → value in engineering units, applied in this order",
-        examples=[{"setpoint": 42.5, "run": True}],
-    )
-    verify: bool | None = Field(
-        default=None, description="Read each value back (default: writes.verify)"
-    )
-
-
-class TagResult(BaseModel):
-    tag: str
-    result: str = Field(
-        description="written; refused (nothing sent: the value does not fit); failed (the"
-        " device refused it); unknown (no answer: it may have been applied)"
-    )
-    error: str | None = None
-    method: str | None = Field(default=None, description="FC5, FC6, FC16, FC22, opcua...")
-    raw: str | None = Field(default=None, description="What went on the wire")
-    before: Any = None
-    read_back: Any = None
 
 
 class WriteAnswer(BaseModel):
