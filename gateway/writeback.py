@@ -147,12 +147,16 @@ class WriteService:
         who: str,
         path: WritePath,
         verify: bool | None = None,
+        may_write: bool = True,
     ) -> list[WriteOutcome]:
-        """Apply ``values`` (tag → engineering value) in the order given. Raises WriteRefused
+        """Apply ``values`` (tag → engineering value) in the order given; ``may_write`` False
+        (a read-only caller) is refused and audited like any other refusal. Raises WriteRefused
         (nothing written) when any is refused; otherwise the outcome of each attempted write
         (a failed one ends the sequence: the rest are not attempted). Every tag is audited."""
         started = time.time()
         try:
+            if not may_write:
+                raise WriteRefused(403, "this token may only read: writing needs an operator token")
             writer, writes = self._admit(target, device_id, values)
         except WriteRefused as refused:
             await self._audit_refusal(device_id, values, who, path, refused, started)

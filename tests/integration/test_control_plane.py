@@ -344,3 +344,13 @@ def test_the_api_over_tls_with_security_headers(
             httpx.get(f"{process.api_url}/healthz", timeout=5)
     finally:
         assert process.stop() == 0
+
+
+def test_writes_are_off_by_default_refused_and_audited(api: httpx.Client) -> None:
+    answer = api.post("/api/v1/devices/file-plc/write", json={"values": {"speed": 1}})
+    assert answer.status_code == 403
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "writes are off in this gateway (writes.enabled: false)" in answer.json()["detail"]
+    [entry] = api.get("/api/v1/audit").json()["items"]
+    assert (entry["device"], entry["tag"], entry["requested"]) == ("file-plc", "speed", 1)
+    assert (entry["result"], entry["who"]) == ("refused", "token:test-admin")

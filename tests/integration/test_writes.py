@@ -205,7 +205,7 @@ def test_refusals_are_clear_4xx_problems_and_audited(
         ("plc", {"uint16_ABCD": 1.5}, None, 422, "not a whole uint16"),
         ("plc", {"nope": 1}, None, 422, "has no tag 'nope'"),
         ("gone", {"run": True}, None, 409, "a write is never queued"),
-        ("plc", {"run": True}, viewer, 403, "needs an operator token"),
+        ("plc", {"run": True}, viewer, 403, "writing needs an operator token"),
         ("ghost", {"run": True}, None, 404, "no device 'ghost'"),
     ]
     for device_id, values, headers, status, message in cases:
@@ -219,8 +219,9 @@ def test_refusals_are_clear_4xx_problems_and_audited(
     entries = api.get("/api/v1/audit", params={"limit": 50}, headers=admin).json()["items"]
     refused = [e for e in entries if e["result"] == "refused"]
     assert {e["device"] for e in refused} == {"plc", "gone", "ghost"}
-    assert len(refused) == len(cases) - 1  # the viewer never reached the write service (403)
-    assert all(e["who"] == "token:shift" and e["path"] == "rest" for e in refused)
+    assert len(refused) == len(cases)
+    assert {e["who"] for e in refused} == {"token:shift", "token:screen"}
+    assert all(e["path"] == "rest" for e in refused)
     assert api.get("/api/v1/audit").status_code == 403  # an operator may not read the audit
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import Admin, Control, KnownQuery, Operator, Writes
+from gateway.api.deps import Admin, Control, KnownQuery, Viewer, Writes
 from gateway.api.problems import ERRORS, MEDIA_TYPE, FieldProblem, Problem
 from gateway.writeback import TagResult, WriteRequest, result_of
 
@@ -47,7 +47,7 @@ async def write(
     request: Request,
     control: Control,
     writes: Writes,
-    _: Operator,
+    role: Viewer,
 ) -> Any:
     """Set tag values on a device, in the order given; a failed one ends the sequence. Refused
     (nothing written, a problem naming why) when writes are off, a tag is not writable or the
@@ -59,6 +59,7 @@ async def write(
         who=f"token:{request.state.caller}",
         path="page" if request.headers.get("x-gateway-page") else "rest",
         verify=body.verify,
+        may_write=role in ("operator", "admin"),  # a viewer's attempt is audited too
     )
     results = [
         TagResult(
