@@ -85,6 +85,7 @@ class Caller(BaseModel):
 
     name: str
     role: Literal["viewer", "operator", "admin"]
+    writes: bool = Field(description="Whether this gateway sets values at all (writes.enabled)")
 
 
 class DevicePage(BaseModel):

@@ -2,7 +2,7 @@
 
 Screenshots at laptop, tablet and phone sizes land in the test's tmp dir and in
 build/screenshots/, those of the documentation (the device chart, the edit form, the OPC UA
-picker) in docs/screenshots/; their paths are printed for people to look at.
+picker, setting a value) in docs/screenshots/; their paths are printed for people to look at.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import math
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Route, ViewportSize, expect
+from playwright.sync_api import Browser, Locator, Page, Request, Route, ViewportSize, expect
 
 from gateway.api.routes.page import CSP
 from gateway.history import HISTORY_FILE, History, HistoryConfig
@@ -44,6 +44,7 @@ PHONE = ViewportSize(width=390, height=844)
 WAIT = 15_000
 """ms: the longest any effect may take (a status refresh is 5 s, a sparkline bucket 5 s)."""
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+OPERATOR_TOKEN = "test-operator-token-0123456789"
 OPCUA_LOGIN = {"username": "operator", "password": "s3cret-0123"}
 
 
@@ -121,7 +122,7 @@ def sim_plc(device_id: str, sim: ModbusSimulator, **extra: Any) -> dict[str, Any
 
 def gateway_config(broker: Mosquitto, sim: ModbusSimulator) -> dict[str, Any]:
     """Every state a device can be in: online, degraded (a tag in the simulator's address
-    hole), offline (nothing listens on its port) and disabled."""
+    hole), offline (nothing listens on its port) and disabled; writes on, an operator token."""
     profile = example_profile()
     profile["groups"][0]["interval"] = 0.25
 
@@ -154,6 +155,14 @@ def gateway_config(broker: Mosquitto, sim: ModbusSimulator) -> dict[str, Any]:
             "local": {"type": "local", "history": {"min_interval": 1, "flush_interval": 0.2}},
         },
         "runtime": {"reconnect_min": 0.1, "reconnect_max": 0.5, "status_interval": 1},
+        "writes": {"enabled": True},
+        "api": {
+            "tokens": [
+                {"name": "test-admin", "token": ADMIN_TOKEN, "role": "admin"},
+                {"name": "shift", "token": OPERATOR_TOKEN, "role": "operator"},
+                {"name": "test-viewer", "token": VIEWER_TOKEN, "role": "viewer"},
+            ]
+        },
         "profiles": [profile],
         "devices": [
             plc("filler-1", 1, "filling"),
@@ -698,6 +707,11 @@ def test_viewers_see_no_action_that_changes_the_configuration(
         expect(view.locator("#device-readonly")).to_have_text(
             "This token may only read: changes need an admin token."
         )
+        # Its setpoint is writable (the sim-plc profile), but not by a viewer: no input at all.
+        expect(view.locator("#write-panel")).to_be_hidden()
+        expect(view.locator(".w-row")).to_have_count(0)
+        expect(view.get_by_role("button", name=re.compile(r"^Set "))).to_have_count(0)
+        expect(page.locator("body.can-write")).to_have_count(0)  # no pencil on the cards
         log.assert_clean()
     finally:
         forget(gateway, "shown-7")
@@ -768,3 +782,291 @@ def test_register_an_opcua_device_with_tags_picked_from_the_server(
         log.assert_clean(["POST /api/v1/protocols/opcua/discover 502"])
     finally:
         forget(gateway, "filler-ua")
+
+
+# -- setting values (write-back) ---------------------------------------------------------------
+WINDER = "winder-3"
+
+
+@pytest.fixture
+def winder(gateway: GatewayProcess, sim: ModbusSimulator) -> Iterator[str]:
+    """A device with a tag of every kind the page sets (the simulator's unit 3: its setpoint,
+    its scratch registers 60-69, coil 0), and one the device refuses to write (a read-only
+    register)."""
+    tags = [
+        {"name": "setpoint", "address": 1, "data_type": "int16", "unit": "rpm",
+         "writable": True, "min": 0, "max": 1500},
+        {"name": "mode", "address": 61, "writable": True, "allowed": [1, 2, 3]},
+        {"name": "run_command", "table": "coil", "address": 0, "data_type": "bool",
+         "writable": True},
+        {"name": "batch", "address": 62, "data_type": "uint64", "writable": True},
+        {"name": "recipe", "address": 66, "data_type": "string", "length": 4, "writable": True},
+        {"name": "trim", "address": 60, "data_type": "int16", "writable": True},
+        {"name": "tension", "address": 60, "data_type": "int16", "scale": 0.1, "unit": "N",
+         "writable": True, "min": -50, "max": 50},
+        {"name": "part_count", "address": 2, "data_type": "uint32", "writable": True},
+        {"name": "temperature", "address": 4, "data_type": "float32", "unit": "degC"},
+    ]  # fmt: skip
+    device = {
+        "id": WINDER,
+        "type": "modbus",
+        "host": sim.host,
+        "port": sim.port,
+        "unit": 3,
+        "labels": {"line": "line3", "cell": "winding"},
+        "groups": [{"name": "control", "interval": 0.25, "tags": tags}],
+    }
+    register(gateway, device)
+    try:
+        yield WINDER
+    finally:
+        forget(gateway, WINDER)
+
+
+def is_write(device_id: str) -> Callable[[Request], bool]:
+    return lambda r: r.method == "POST" and r.url.endswith(f"/devices/{device_id}/write")
+
+
+def writes_of(log: PageLog, device_id: str) -> list[str]:
+    return [url for url in log.requests if url.endswith(f"/devices/{device_id}/write")]
+
+
+def set_confirmed(page: Page, row: Locator, device_id: str) -> str:
+    """Click the row's Set, confirm, and return the body the page sent."""
+    tag = row.get_attribute("data-tag")
+    row.get_by_role("button", name=f"Set {tag}…").click()
+    confirm = page.get_by_role("dialog", name=f"Set {tag} on {device_id}?")
+    with page.expect_request(is_write(device_id)) as sent:
+        confirm.get_by_role("button", name="Set", exact=True).click()
+    expect(confirm).to_be_hidden()
+    assert sent.value.headers["x-gateway-page"] == "1"
+    return sent.value.post_data or ""
+
+
+def test_an_operator_sets_a_set_point_after_confirming_it(
+    page: Page, gateway: GatewayProcess, winder: str, shoot: Shoot
+) -> None:
+    log = PageLog.attach(page, gateway.api_url)
+    page.goto(f"{gateway.api_url}/#token={OPERATOR_TOKEN}")
+    expect(card(page, winder).locator(".badge")).to_have_text("online")
+    expect(page.get_by_role("button", name="Register device")).to_be_hidden()
+    view = open_view(page, winder)
+    for action in ("Edit", "Disable", "Delete"):  # the configuration stays an admin's
+        expect(view.get_by_role("button", name=action)).to_have_count(0)
+    expect(view.locator("#device-readonly")).to_have_text(
+        "This token may set values: changes to the device need an admin token."
+    )
+    rows = view.locator(".w-row")
+    expect(rows).to_have_count(8)  # the writable tags, not temperature
+    row = view.locator('.w-row[data-tag="setpoint"]')
+    expect(row.locator(".w-now")).to_have_text("now 503 rpm")  # 500 + unit, initially
+    setpoint = row.get_by_label("setpoint", exact=True)
+    expect(setpoint).to_have_attribute("type", "number")
+    for name, value in [("min", "0"), ("max", "1500"), ("step", "1")]:
+        expect(setpoint).to_have_attribute(name, value)
+    note = row.locator(".w-note")
+    expect(note).to_have_text("int16 · 0 to 1,500")
+
+    # Enter opens the confirmation with the focus on Cancel: a second Enter sends nothing.
+    setpoint.fill("750")
+    setpoint.press("Enter")
+    confirm = page.get_by_role("dialog", name=f"Set setpoint on {winder}?")
+    expect(confirm).to_be_visible()
+    details = confirm.locator("#confirm-details")
+    for term, text in [("Device", winder), ("Tag", "setpoint"), ("Now", "503 rpm"),
+                       ("New", "750 rpm")]:  # fmt: skip
+        expect(details.locator("div", has_text=term)).to_have_text(f"{term}{text}")
+    cancel = confirm.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_focused()
+    shoot(page, "write-setpoint-confirm-laptop", docs=True)
+    page.keyboard.press("Enter")
+    expect(confirm).to_be_hidden()
+    expect(setpoint).to_be_focused()
+    # Cancel and Escape too.
+    row.get_by_role("button", name="Set setpoint…").click()
+    cancel.click()
+    expect(confirm).to_be_hidden()
+    row.get_by_role("button", name="Set setpoint…").click()
+    page.keyboard.press("Escape")
+    expect(confirm).to_be_hidden()
+    assert writes_of(log, winder) == []
+    expect(note).to_have_text("int16 · 0 to 1,500")
+
+    assert set_confirmed(page, row, winder) == '{"values":{"setpoint":750}}'
+    expect(note).to_have_text(re.compile(r"^Written at \d\d:\d\d:\d\d; read back 750 rpm\.$"))
+    expect(note).to_have_attribute("data-result", "written")
+    expect(row.locator(".w-now")).to_have_text("now 750 rpm")  # the next poll
+    expect(card(page, winder).locator('[data-tag="setpoint"] .value')).to_have_text("750")
+    shoot(page, "write-setpoint-result-laptop", docs=True)
+
+    page.set_viewport_size(PHONE)
+    fits_viewport(page, "#device")
+    setpoint.fill("760")
+    row.get_by_role("button", name="Set setpoint…").click()
+    expect(details.locator("div", has_text="New")).to_have_text("New760 rpm")
+    fits_viewport(page, "#confirm")
+    shoot(page, "write-setpoint-confirm-phone", docs=True)
+    with page.expect_request(is_write(winder)):
+        confirm.get_by_role("button", name="Set", exact=True).click()
+    expect(note).to_have_text(re.compile(r"read back 760 rpm\.$"))
+    expect(row.locator(".w-now")).to_have_text("now 760 rpm")
+    row.scroll_into_view_if_needed()
+    page.mouse.move(0, 0)  # no hover left on the button under the confirmation's
+    shoot(page, "write-setpoint-result-phone", docs=True)
+    assert no_horizontal_scroll(page)
+
+    assert len(writes_of(log, winder)) == 2  # the confirmed ones only
+    audit = httpx.get(f"{gateway.api_url}/api/v1/audit?device={winder}", headers=ADMIN).json()
+    entries = [(e["tag"], e["requested"], e["result"], e["path"], e["who"])
+               for e in audit["items"]]  # fmt: skip
+    assert entries == [
+        ("setpoint", 760, "written", "page", "token:shift"),
+        ("setpoint", 750, "written", "page", "token:shift"),
+    ], entries
+    log.assert_clean()
+
+
+def test_big_integers_choices_bools_and_text_are_sent_as_entered(
+    page: Page, gateway: GatewayProcess, winder: str
+) -> None:
+    log = PageLog.attach(page, gateway.api_url)
+    page.goto(f"{gateway.api_url}/#token={OPERATOR_TOKEN}")
+    expect(card(page, winder).locator(".badge")).to_have_text("online")
+    view = open_view(page, winder)
+    confirm = page.locator("#confirm-details")
+
+    # 2^64 - 1: beyond 2^53, so never through a JS Number (it would become ...552000).
+    row = view.locator('.w-row[data-tag="batch"]')
+    row.get_by_label("batch", exact=True).fill("18446744073709551615")
+    row.get_by_role("button", name="Set batch…").click()
+    expect(confirm.locator("div", has_text="New")).to_have_text("New18,446,744,073,709,551,615")
+    page.get_by_role("button", name="Cancel").click()
+    body = set_confirmed(page, row, winder)
+    assert body == '{"values":{"batch":18446744073709551615}}', body
+    expect(row.locator(".w-note")).to_have_text(
+        re.compile(r"read back 18,446,744,073,709,551,615\.$")
+    )
+
+    row = view.locator('.w-row[data-tag="mode"]')
+    expect(row.locator(".w-note")).to_have_text("uint16 · one of 1, 2, 3")
+    row.get_by_label("mode", exact=True).select_option("2")
+    assert set_confirmed(page, row, winder) == '{"values":{"mode":2}}'
+    expect(row.locator(".w-note")).to_have_text(re.compile(r"read back 2\.$"))
+
+    row = view.locator('.w-row[data-tag="run_command"]')
+    toggle = row.get_by_role("radiogroup", name="run_command")
+    toggle.get_by_role("radio", name="off").check()
+    assert set_confirmed(page, row, winder) == '{"values":{"run_command":false}}'
+    expect(row.locator(".w-note")).to_have_text(re.compile(r"read back off\.$"))
+    expect(card(page, winder).locator('[data-tag="run_command"] .chip')).to_have_text("off")
+    toggle.get_by_role("radio", name="on").check()
+    assert set_confirmed(page, row, winder) == '{"values":{"run_command":true}}'
+    expect(row.locator(".w-note")).to_have_text(re.compile(r"read back on\.$"))
+
+    row = view.locator('.w-row[data-tag="recipe"]')
+    recipe = row.get_by_label("recipe", exact=True)
+    expect(recipe).to_have_attribute("maxlength", "8")
+    recipe.fill("AB-12")
+    assert set_confirmed(page, row, winder) == '{"values":{"recipe":"AB-12"}}'
+    expect(row.locator(".w-note")).to_have_text(re.compile(r'read back "AB-12"\.$'))
+
+    # Scaled: in engineering units, by steps of the scale.
+    row = view.locator('.w-row[data-tag="tension"]')
+    tension = row.get_by_label("tension", exact=True)
+    expect(tension).to_have_attribute("step", "0.1")
+    expect(row.locator(".w-note")).to_have_text("int16 · -50 to 50 · steps of 0.1")
+    tension.fill("-12.5")
+    assert set_confirmed(page, row, winder) == '{"values":{"tension":-12.5}}'
+    expect(row.locator(".w-note")).to_have_text(re.compile(r"read back -12\.5 N\.$"))
+    log.assert_clean()
+
+
+def test_an_opcua_tag_takes_the_kind_of_its_value(
+    page: Page, gateway: GatewayProcess, opcua_sim: OpcUaSimulator
+) -> None:
+    # OPC UA tags name no data type: the node's own (a Double here) decides; the page goes by
+    # the value it shows.
+    tags = [{"name": "Setpoint", "node": f"nsu={NAMESPACE};s=Line1.Filler.Setpoint",
+             "writable": True}]  # fmt: skip
+    register(
+        gateway,
+        {"id": "filler-ua9", "type": "opcua", "endpoint": opcua_sim.endpoint,
+         "groups": [{"name": "sp", "interval": 0.5, "tags": tags}]},
+    )  # fmt: skip
+    try:
+        log = PageLog.attach(page, gateway.api_url)
+        page.goto(f"{gateway.api_url}/#token={OPERATOR_TOKEN}")
+        value = card(page, "filler-ua9").locator('[data-tag="Setpoint"] .value')
+        expect(value).to_have_text(re.compile(r"^\d+\.\d+$"))
+        view = open_view(page, "filler-ua9")
+        row = view.locator('.w-row[data-tag="Setpoint"]')
+        expect(row).to_have_attribute("data-kind", "number")
+        expect(row.locator(".w-note")).to_have_text("the device's own type · any number")
+        row.get_by_label("Setpoint", exact=True).fill("61.25")
+        assert set_confirmed(page, row, "filler-ua9") == '{"values":{"Setpoint":61.25}}'
+        expect(row.locator(".w-note")).to_have_text(re.compile(r"read back 61\.25\.$"))
+        expect(value).to_have_text("61.25")
+        log.assert_clean()
+    finally:
+        forget(gateway, "filler-ua9")
+
+
+def test_a_refused_write_says_why_next_to_the_input(
+    page: Page, gateway: GatewayProcess, winder: str, shoot: Shoot
+) -> None:
+    log = PageLog.attach(page, gateway.api_url)
+    page.goto(f"{gateway.api_url}/#token={OPERATOR_TOKEN}")
+    expect(card(page, winder).locator(".badge")).to_have_text("online")
+    view = open_view(page, winder)
+    confirm = page.locator("#confirm")
+
+    # Beyond the tag's bounds or not a whole number: said at once, nothing to confirm or send.
+    row = view.locator('.w-row[data-tag="setpoint"]')
+    setpoint = row.get_by_label("setpoint", exact=True)
+    for typed, why in [("2000", "2000 is above the maximum 1,500 rpm."),
+                       ("-5", "-5 is below the minimum 0 rpm."),
+                       ("12.5", "setpoint takes whole numbers (int16).")]:  # fmt: skip
+        setpoint.fill(typed)
+        setpoint.press("Enter")
+        expect(row.locator(".w-note")).to_have_text(why)
+        expect(setpoint).to_have_attribute("aria-invalid", "true")
+        expect(setpoint).to_be_focused()
+        expect(confirm).to_be_hidden()
+    setpoint.fill("12")
+    expect(setpoint).not_to_have_attribute("aria-invalid", "true")
+    assert writes_of(log, winder) == []
+
+    # Refused by the gateway: beyond what an int16 holds.
+    row = view.locator('.w-row[data-tag="trim"]')
+    row.get_by_label("trim", exact=True).fill("40000")
+    set_confirmed(page, row, winder)
+    expect(row.locator(".w-note")).to_have_text(
+        f"Not written: {winder}.trim: 40000 is out of the range of a int16: -32768..32767"
+    )
+    expect(row.get_by_label("trim", exact=True)).to_have_attribute("aria-invalid", "true")
+
+    # Refused by the device (a read-only register): it failed there, it is not retried.
+    row = view.locator('.w-row[data-tag="part_count"]')
+    row.get_by_label("part_count", exact=True).fill("7")
+    set_confirmed(page, row, winder)
+    expect(row.locator(".w-note")).to_have_text(re.compile(rf"^Failed: {winder}\.part_count: "))
+    expect(row.locator(".w-note")).to_have_attribute("data-result", "failed")
+    shoot(page, "write-refused-laptop")
+    view.get_by_role("button", name="Close").click()
+
+    # An offline device: never queued.
+    offline = open_view(page, "labeler-5")
+    row = offline.locator('.w-row[data-tag="setpoint"]')
+    row.get_by_label("setpoint", exact=True).fill("510")
+    set_confirmed(page, row, "labeler-5")
+    expect(row.locator(".w-note")).to_have_text(
+        "Not written: device 'labeler-5' is offline: a write is never queued (a set point must"
+        " not arrive late); try again when it is online"
+    )
+    log.assert_clean(
+        [
+            f"POST /api/v1/devices/{winder}/write 422",
+            f"POST /api/v1/devices/{winder}/write 502",
+            "POST /api/v1/devices/labeler-5/write 409",
+        ]
+    )

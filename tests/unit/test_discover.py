@@ -91,9 +91,13 @@ def client(fake: FakeDiscoverer, tmp_path: Path) -> Iterator[TestClient]:
             ApiToken(name="viewer", token=VIEWER_TOKEN, role="viewer"),  # type: ignore[arg-type]
         ]
     )
-    # The route reads only the gateway's id and data directory (for the plugin's context).
+    # The routes read only the gateway's id and data directory (for the plugin's context)
+    # and whether writes are on (/api/v1/me).
     app.state.gateway = SimpleNamespace(
-        config=SimpleNamespace(gateway=SimpleNamespace(id="gw-test", data_dir=tmp_path))
+        config=SimpleNamespace(
+            gateway=SimpleNamespace(id="gw-test", data_dir=tmp_path),
+            writes=SimpleNamespace(enabled=False),
+        )
     )
     app.include_router(discover.build_router(plugins))
     app.include_router(protocols.me_router())
@@ -109,7 +113,11 @@ def fields(response: Any) -> dict[str, str]:
 def test_which_protocols_discover_and_the_callers_role(client: TestClient) -> None:
     assert protocols.describe(OPCUA).discover and not protocols.describe(MODBUS).discover
     assert client.get("/api/v1/me", headers=VIEWER).json()["role"] == "viewer"
-    assert client.get("/api/v1/me", headers=ADMIN).json()["role"] == "admin"
+    assert client.get("/api/v1/me", headers=ADMIN).json() == {
+        "name": "admin",
+        "role": "admin",
+        "writes": False,
+    }
     assert client.get("/api/v1/me").status_code == 401
 
 

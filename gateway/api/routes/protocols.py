@@ -63,6 +63,7 @@ def me_router() -> APIRouter:
     @router.get("/me", response_model=Caller)
     async def me(request: Request, role: Viewer) -> Caller:
         """The token's name and role (the page shows what the role may do)."""
-        return Caller(name=request.state.caller, role=role)
+        writes = request.app.state.gateway.config.writes.enabled
+        return Caller(name=request.state.caller, role=role, writes=writes)
 
     return router

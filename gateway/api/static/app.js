@@ -1,6 +1,6 @@
 // The page: device cards with states, live values and sparklines; the token; registering a
-// device (from a profile, or with tags picked from the server). The device view (chart, edit,
-// enable/disable, delete) and the picker are modules of their own.
+// device (from a profile, or with tags picked from the server). The device view (chart, values
+// to set, edit, enable/disable, delete) and the picker are modules of their own.
 import {
   $, h, svg, setText, sleep, ints, clock, describeValue, isNumeric, parseJson,
   AuthError, ApiError, session, api, dev, refusal, toast,
@@ -21,6 +21,7 @@ const TOKEN_KEY = "gateway.token";
 const S = {
   authed: false,
   admin: false,            // the token may change the configuration (its role is admin)
+  write: false,            // the token may set values on devices (operator or admin)
   discoverable: new Set(), // protocols whose servers can be browsed for tags
   devices: new Map(),      // id -> Device
   profiles: new Map(),     // id -> profile
@@ -59,7 +60,7 @@ function readToken() {
 }
 function askToken(rejected) {
   S.authed = false;
-  setAdmin(false);
+  setRole(null);
   $("open-register").disabled = true;
   stopLive();
   setLink("off", rejected ? "Token rejected" : "Not connected");
@@ -85,10 +86,15 @@ $("change-token").addEventListener("click", () => {
   $("token-panel").hidden = false;
   $("token-input").focus();
 });
-// Viewers see no action that changes the configuration (the gateway would refuse it anyway).
-function setAdmin(admin) {
-  S.admin = admin;
-  $("open-register").hidden = !admin;
+// Viewers see no action that changes the configuration or sets a value, operators only the
+// values to set (the gateway would refuse the rest anyway). A gateway that says its writes are
+// off (me.writes false) shows no input either.
+function setRole(me) {
+  const role = me ? me.role : null;
+  S.admin = role === "admin";
+  S.write = (role === "admin" || role === "operator") && me.writes !== false;
+  $("open-register").hidden = !S.admin;
+  document.body.classList.toggle("can-write", S.write);
 }
 
 // -- devices ---------------------------------------------------------------------------------
@@ -98,7 +104,7 @@ function tagDefs(data) {
   for (const group of groups) for (const tag of group.tags || []) {
     if (defs.has(tag.name)) continue;
     const scaled = (tag.scale != null && tag.scale !== 1) || (tag.offset != null && tag.offset !== 0);
-    defs.set(tag.name, { name: tag.name, unit: tag.unit || "", float: /^float/.test(tag.data_type || "") || scaled });
+    defs.set(tag.name, { name: tag.name, unit: tag.unit || "", float: /^float/.test(tag.data_type || "") || scaled, config: tag });
   }
   return [...defs.values()];
 }
@@ -175,10 +181,12 @@ class Device {
     const tag = previous || { device: this, name: def.name, value: undefined, quality: null, reason: null, ts: 0, series: [], shown: null };
     tag.unit = def.unit;
     tag.float = Boolean(def.float);
+    tag.config = def.config || null;
+    const writable = Boolean(tag.config && tag.config.writable);
     tag.valueEl = h("span", { class: "value pending", text: "—" });
     tag.spark = svg("svg", { viewBox: "0 0 100 20", preserveAspectRatio: "none", "aria-hidden": "true" });
-    tag.row = h("div", { class: "tag", "data-tag": def.name },
-      h("button", { class: "name", type: "button", text: def.name, title: `${def.name}: open its history`, onclick: () => this.open(def.name) }),
+    tag.row = h("div", { class: writable ? "tag writable" : "tag", "data-tag": def.name },
+      h("button", { class: "name", type: "button", text: def.name, title: `${def.name}: open its history${writable ? " (writable)" : ""}`, onclick: () => this.open(def.name) }),
       tag.valueEl, h("span", { class: "unit", text: def.unit }), h("span", { class: "trend" }, tag.spark));
     tag.shown = null;
     this.tags.set(def.name, tag);
@@ -201,7 +209,7 @@ class Device {
   }
 
   open(tagName) {
-    openDevice(this, { tag: tagName, admin: S.admin, onChanged: upsert, onDeleted: removeDevice, profiles: S.profiles }).catch(report);
+    openDevice(this, { tag: tagName, admin: S.admin, write: S.write, onChanged: upsert, onDeleted: removeDevice, profiles: S.profiles }).catch(report);
   }
 
   shownTags() {
@@ -521,7 +529,7 @@ async function connect(token) {
   for (let delay = 1000; ; delay = Math.min(delay * 2, 10000)) {
     try {
       const [me, protocols] = await Promise.all([api("/api/v1/me"), api("/api/v1/protocols")]);
-      setAdmin(me.role === "admin");
+      setRole(me);
       S.discoverable = new Set(protocols.filter((p) => p.discover).map((p) => p.type));
       await loadProfiles();
       await refreshDevices();

@@ -1,10 +1,12 @@
-// The device view: a tag's history as a chart (15 min, 1 h, 24 h from the local history), and,
-// for admins, the device's actions: edit, disable/enable, delete, each confirmed first.
+// The device view: a tag's history as a chart (15 min, 1 h, 24 h from the local history); for
+// operators and admins, its writable tags' values to set (write.js); for admins, the device's
+// actions: edit, disable/enable, delete. Each confirmed first.
 import {
   $, h, setText, clock, describeValue, formatNumber, isNumeric, ApiError, api, dev, refusal,
   confirmStep, toast, closeOnBackdrop,
 } from "./lib.js";
 import { openEdit } from "./edit.js";
+import { showWrites } from "./write.js";
 
 // Buckets that make each range a few hundred points (the history keeps at most one sample per
 // tag per history.min_interval, 5 s by default).
@@ -59,8 +61,11 @@ export function refreshDeviceView(device, full = false) {
   $("act-toggle").textContent = data.enabled ? "Disable" : "Enable";
   $("device-readonly").hidden = own && ctx.admin;
   $("device-readonly").textContent = !own
-    ? "Defined in the configuration file: read-only here (edit the file to change it)."
-    : "This token may only read: changes need an admin token.";
+    ? "Defined in the configuration file: its settings are read-only here (edit the file to change them)."
+    : ctx.write
+      ? "This token may set values: changes to the device need an admin token."
+      : "This token may only read: changes need an admin token.";
+  showWrites(device, ctx.write, full);
   showStats();
 }
 

@@ -105,8 +105,10 @@ export class ApiError extends Error {
 }
 export const session = { token: null, onUnauthorized: () => {} };
 
+// options: method, body (sent with toJson: a BigInt goes out as its exact digits), headers.
 export async function api(path, options = {}) {
-  const init = { method: options.method || "GET", headers: { Authorization: `Bearer ${session.token}` }, cache: "no-store" };
+  const headers = { ...options.headers, Authorization: `Bearer ${session.token}` };
+  const init = { method: options.method || "GET", headers, cache: "no-store" };
   if (options.body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = toJson(options.body);
@@ -133,11 +135,16 @@ export function refusal(error, action) {
 }
 
 // -- confirmation step and notices -----------------------------------------------------------
-// Resolves true when the action is confirmed; Escape, Cancel or a click outside say no.
-export function confirmStep({ title, text, action, danger = false }) {
+// Resolves true when the action is confirmed; Escape, Cancel or a click outside say no. The
+// focus starts on Cancel, so an Enter that opened the step does not also confirm it. details:
+// [term, text, class] rows shown under the text (what exactly is about to happen).
+export function confirmStep({ title, text, action, danger = false, details = [] }) {
   const dialog = $("confirm");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
+  $("confirm-details").replaceChildren(...details.map(([term, value, cls]) =>
+    h("div", { class: cls }, h("dt", { text: term }), h("dd", { text: value, title: value }))));
+  $("confirm-details").hidden = !details.length;
   const yes = $("confirm-yes");
   yes.textContent = action;
   yes.className = danger ? "primary danger" : "primary";
