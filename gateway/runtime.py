@@ -133,6 +133,9 @@ class Runtime:
                 await stop.wait()
                 await self._shutdown(workers)
         except* CoreTaskFailed as failed:
+            # Giving up must not cost what was accepted: what the devices yielded and the
+            # outbox did not store yet is stored now, for the next start to deliver.
+            await self._store_before_exit()
             raise failed.exceptions[0] from None
         finally:
             self._tasks = None
@@ -319,6 +322,15 @@ class Runtime:
                 for batch, row_id in zip(batches, ids, strict=True):
                     buffer.put(batch, row_id)
             self.outbox.handed_out(ids)
+
+    async def _store_before_exit(self) -> None:
+        if self.outbox is None or not self._intake:
+            return
+        try:
+            async with asyncio.timeout(self.config.runtime.shutdown_timeout):
+                await self._store_intake()
+        except Exception as exc:  # exiting anyway: say what could not be kept
+            log.error("outbox: %d batches not stored before the exit: %s", len(self._intake), exc)
 
     async def _keep_outbox(self) -> None:
         """Save sink confirmations every second; enforce the outbox's bounds every ten."""

@@ -12,6 +12,7 @@ __all__ = ["SHIPPED_TOKENS", "ApiConfig", "ApiTls", "ApiToken"]
 SHIPPED_TOKENS = frozenset(
     {
         "change-me-gateway-admin-token",
+        "change-me-gateway-operator-token",
         "change-me-gateway-viewer-token",
         "unset-admin-token-see-env",
         "unset-viewer-token-see-env",

@@ -26,6 +26,7 @@ device offline and nothing buffered, reads its metrics, and only then stops the 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import sqlite3
 import subprocess
@@ -796,8 +797,13 @@ def core_task_killed(workdir: Path, outage: float = 30.0, task: str = "sink:mqtt
         wait_until(exited, 60, f"the gateway gave up on {task}", interval=0.2)
         seen["exit_ns"] = time.time_ns()
         seen["exit"] = gateway.process.process.returncode
-        gave_up = gateway.log().split(f"core task {task} died ")[-1].split(" within")[0]
-        seen["gave_up"] = gave_up
+        line = next(
+            line for line in gateway.log().splitlines() if f"core task {task} died " in line
+        )
+        seen["gave_up"] = line.split(f"core task {task} died ")[-1].split(" within")[0]
+        # The log's local time, to the ms: when the devices' polls in flight were cancelled.
+        stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        seen["gave_up_ns"] = int(stamp.timestamp() * 1e9)
         trigger.write_text("0")
         gateway.mark_log()
         gateway.process.start()
@@ -811,9 +817,10 @@ def core_task_killed(workdir: Path, outage: float = 30.0, task: str = "sink:mqtt
     run = _broker_run(workdir, fault, inject, runtime={"retry_min": 1.0, "retry_max": 4.0}, env=env)
     tally = run.tally()
     # The first process's last count cannot be read after its exit: accepted is what was
-    # served but for polls in flight at the exit (answered, not yet handed to the runtime).
+    # served but for polls in flight when it gave up (answered, not yet handed to the runtime,
+    # then cancelled) up to its exit.
     for read in run.served:
-        if seen["exit_ns"] - IN_FLIGHT_NS <= read.t_ns < seen["exit_ns"]:
+        if seen["gave_up_ns"] - IN_FLIGHT_NS <= read.t_ns < seen["exit_ns"]:
             counters = tally.missing.get(read.device, [])
             if read.counter in counters:
                 counters.remove(read.counter)

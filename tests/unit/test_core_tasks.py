@@ -16,6 +16,8 @@ from gateway.api.routes.system import healthz
 from gateway.config import GatewayConfig, parse_config
 from gateway.history import History, HistoryConfig
 from gateway.local_store import LocalStore
+from gateway.outbox import Outbox, OutboxConfig
+from gateway.registry import DATABASE_FILE
 from gateway.runtime import CoreTaskFailed, Runtime
 from gateway.status import DeviceStatus
 from tests.support.processes import async_wait_until
@@ -130,3 +132,25 @@ async def test_healthz_is_503_while_a_core_task_is_down(tmp_path: Path) -> None:
         "status": "failing",
         "tasks": {"outbox": "OperationalError: disk I/O error"},
     }
+
+
+async def test_giving_up_stores_what_was_accepted_first(tmp_path: Path) -> None:
+    """The outbox's writer keeps dying: the gateway gives up, but what the devices yielded
+    meanwhile is stored before the exit, for the next start to deliver."""
+    runtime = Runtime(config(tmp_path, outbox=True), [FakeSink()], {"modbus": Factory()})
+
+    async def dying() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("injected fault")
+
+    runtime._write_intake = dying  # type: ignore[method-assign]
+    with pytest.raises(CoreTaskFailed, match="core task outbox:writer keeps failing"):
+        async with asyncio.timeout(10):
+            await runtime.run(asyncio.Event())
+    accepted = sum(device.status.values for device in runtime.devices.values())
+    assert accepted > 0
+    outbox = Outbox(tmp_path / DATABASE_FILE, ["fake"], OutboxConfig())
+    try:
+        assert outbox.pending_readings["fake"] == accepted
+    finally:
+        outbox.close()

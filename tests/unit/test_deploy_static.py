@@ -512,7 +512,7 @@ def test_compose_config_passes_check_config(
     assert influx.url == "http://influxdb:8086"
     assert mqtt.password is not None
     assert len(mqtt.password.get_secret_value()) == 32  # made by make-env.sh
-    assert {t.role for t in config.api.tokens} == {"admin", "viewer"}
+    assert {t.role for t in config.api.tokens} == {"admin", "operator", "viewer"}
 
 
 @pytest.mark.parametrize("unset", [False, True], ids=["example-values", "unset"])
