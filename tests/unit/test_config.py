@@ -53,6 +53,7 @@ def test_there_are_examples() -> None:
 def test_every_example_loads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # As docker/make-env.sh makes them: the compose config requires its tokens.
     monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("GATEWAY_OPERATOR_TOKEN", "00112233445566778899aabbccddeeff")
     monkeypatch.setenv("GATEWAY_VIEWER_TOKEN", "fedcba9876543210fedcba9876543210")
     config = load_config(path)
     assert config.devices
