@@ -178,6 +178,7 @@ def test_bad_requests_get_clean_problem_details(api: httpx.Client, sim: ModbusSi
     devices, bulk = "/api/v1/devices", "/api/v1/devices/bulk"
     typo = plc("x", sim, groups=[{"tags": [{"name": "a", "address": 0, "data_type": "f32"}]}])
     file_plc = {**plc("file-plc", sim), "profile": "sim-plc"}
+    many_labels = {f"k{i}": "v" for i in range(40)}
     cases: list[tuple[str, str, Any, int, str]] = [
         ("post", devices, {**plc("x", sim), "unit": 999, "profile": "sim-plc"}, 422, "unit"),
         ("post", devices, {**plc("x", sim), "profile": "nope"}, 422, "profile"),
@@ -190,6 +191,22 @@ def test_bad_requests_get_clean_problem_details(api: httpx.Client, sim: ModbusSi
         ("get", f"{devices}?label=nolabel", None, 422, "query.label[0]"),
         ("delete", "/api/v1/profiles/sim-plc", None, 409, ""),
         ("post", bulk, {"profile": "sim-plc", "devices": [{"id": "b1"}]}, 422, "devices[0]"),
+        ("post", bulk, {"devices": [{"id": "b1", "host": "h"}]}, 422, "devices[0].profile"),
+        ("post", devices, {**plc("FILE-PLC", sim), "profile": "sim-plc"}, 409, ""),
+        ("get", f"{devices}?state=sleepy", None, 422, "query.state"),
+        ("get", f"{devices}?stat=online", None, 422, "query.stat"),
+        ("get", f"{devices}?offset={10**25}", None, 422, "query.offset"),  # was a 500
+        ("get", f"{devices}/file-plc/tags/nope/history", None, 404, ""),
+        ("get", f"{devices}/file-plc/tags/speed/history?from=1", None, 422, "query.from"),
+        ("get", f"{devices}/file-plc/tags/speed/history?start={2**63}", None, 422, "query.start"),
+        (
+            "post",
+            devices,
+            {**plc("x", sim), "profile": "sim-plc", "labels": many_labels},
+            422,
+            "labels",
+        ),
+        ("post", devices, {**plc("x", sim), "profile": "sim-plc", "host": "h" * 300}, 422, "host"),
     ]
     for method, url, body, status, field in cases:
         response = api.request(method, url, json=body)

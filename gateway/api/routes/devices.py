@@ -73,7 +73,7 @@ def build_router(plugins: Plugins) -> APIRouter:
         q: Annotated[
             str | None, Query(max_length=64, description="Part of the id, any case")
         ] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
         """Devices in the order they were added, filtered through indexes (labels, profile,

@@ -21,6 +21,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1", tags=["telemetry"], responses=ERRORS)
 
 MAX_POINTS = 10_000
+_MAX_MS = 2**53
+"""Timestamps beyond this (year 285,000) are no time: refused (422), never an overflow."""
 
 
 @router.get("/devices/{device_id}/latest", response_model=LatestValues, dependencies=[KnownQuery()])
@@ -47,10 +49,15 @@ async def history(
     control: Control,
     store: Store,
     _: Viewer,
-    start: Annotated[int | None, Query(description="ms since the epoch; default: 1 h ago")] = None,
-    end: Annotated[int | None, Query(description="ms since the epoch; default: now")] = None,
+    start: Annotated[
+        int | None, Query(ge=0, le=_MAX_MS, description="ms since the epoch; default: 1 h ago")
+    ] = None,
+    end: Annotated[
+        int | None, Query(ge=0, le=_MAX_MS, description="ms since the epoch; default: now")
+    ] = None,
     bucket: Annotated[
-        int | None, Query(ge=1, description="seconds: min/max/mean per bucket (downsampling)")
+        int | None,
+        Query(ge=1, le=10**9, description="seconds: min/max/mean per bucket (downsampling)"),
     ] = None,
 ) -> TagHistory:
     if tag not in control.tag_names(device_id):

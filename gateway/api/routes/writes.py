@@ -97,7 +97,9 @@ async def audit(
     _: Admin,
     device: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Entries older than this id")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Entries older than this id")
+    ] = None,
 ) -> AuditPage:
     """Every write attempt, newest first: who, how, the device and tag, the value asked for,
     what went on the wire, the value before and read back, the result and its reason."""
