@@ -6,7 +6,10 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Deadband", "TagBase", "TagName"]
+__all__ = ["Deadband", "Settable", "TagBase", "TagName"]
+
+Settable = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
+"""An integer a device can hold: int64 to uint64."""
 
 # '/', '+' and '#' would break MQTT topic filters built from tag names; '"' breaks JSON-in-YAML.
 TagName = Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^/+#"\x00-\x1f]+$')]
@@ -49,7 +52,7 @@ class TagBase(BaseModel):
     max: float | None = Field(
         default=None, allow_inf_nan=False, description="Highest value a write may set"
     )
-    allowed: list[bool | int | float | str] | None = Field(
+    allowed: list[bool | Settable | float | str] | None = Field(
         default=None, min_length=1, max_length=256, description="The only values a write may set"
     )
 

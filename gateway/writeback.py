@@ -24,7 +24,7 @@ from gateway.errors import GatewayError
 from gateway.protocols import TagWrite, WriteOutcome, Writer
 from gateway.reading import Value
 from gateway.status import DeviceState
-from gateway.tags import TagBase
+from gateway.tags import Settable, TagBase
 
 __all__ = [
     "TagResult",
@@ -58,11 +58,8 @@ class WritesConfig(BaseModel):
         return self
 
 
-Settable = bool | int | float | str
-
-
 class WriteRequest(BaseModel):
-    values: dict[str, Settable] = Field(
+    values: dict[str, bool | Settable | float | str] = Field(
         min_length=1,
         max_length=100,
         description="Tag → value in engineering units, applied in this order",

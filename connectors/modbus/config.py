@@ -145,7 +145,7 @@ class ModbusDeviceConfig(DeviceBase):
     serial_port: str | None = Field(
         default=None, description="e.g. /dev/ttyUSB0 (transport serial)"
     )
-    baudrate: int = Field(default=19200, gt=0)
+    baudrate: int = Field(default=19200, gt=0, le=4_000_000)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id")

@@ -202,7 +202,10 @@ class OpcUaEndpointConfig(BaseModel):
 class OpcUaDeviceConfig(DeviceBase, OpcUaEndpointConfig):
     type: Literal["opcua"]
     max_nodes_per_read: int | None = Field(
-        default=None, ge=1, description="Nodes per Read; default: the server's MaxNodesPerRead"
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Nodes per Read; default: the server's MaxNodesPerRead",
     )
     groups: list[OpcUaGroup] | None = None
 

@@ -207,6 +207,15 @@ def test_bad_requests_get_clean_problem_details(api: httpx.Client, sim: ModbusSi
             "labels",
         ),
         ("post", devices, {**plc("x", sim), "profile": "sim-plc", "host": "h" * 300}, 422, "host"),
+        # Integers beyond 64 bits would not fit the stored JSON: refused, never a 500.
+        (
+            "post",
+            devices,
+            {**plc("x", sim), "profile": "sim-plc", "baudrate": 10**30},
+            422,
+            "baudrate",
+        ),
+        ("post", f"{devices}/file-plc/write", {"values": {"speed": 2**64}}, 403, ""),
     ]
     for method, url, body, status, field in cases:
         response = api.request(method, url, json=body)
