@@ -28,6 +28,7 @@ import logging
 import shutil
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -37,6 +38,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.reading import Batch, Quality, Reading
 from gateway.registry import open_database
+
+_RECENT_DROPS = 16_384
+"""Dropped rows remembered per sink, to take a drop back when its batch arrives after all:
+more batches than a sink's buffer holds at the default 32 MB with batches of 24 readings or
+more (about 8,000); a batch dropped and delivered beyond that stays counted as dropped."""
 
 __all__ = ["IdRanges", "Outbox", "OutboxConfig", "decode_batch", "encode_batch"]
 
@@ -189,6 +195,11 @@ class Outbox:
         self._acked = {sink: IdRanges(stored.get(sink) or [(0, last_id)]) for sink in self._sinks}
         self.pending_readings = {sink: self._count_pending(sink) for sink in self._sinks}
         self.dropped_readings = dict.fromkeys(self._sinks, 0)
+        self._recently_dropped: dict[str, OrderedDict[int, int]] = {
+            sink: OrderedDict() for sink in self._sinks
+        }
+        """The newest dropped rows' readings, by id: a row dropped while its batch was already
+        in a sink's buffer may still be delivered, and then it is no loss (see ``confirm``)."""
         self.size = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
         """Bytes of stored batches."""
         self._directory = path.parent
@@ -246,7 +257,14 @@ class Outbox:
     def confirm(self, sink: str, ids: Iterable[int], readings: int) -> None:
         """The sink has the batches with these ids (or they were given up and counted)."""
         acked = self._acked[sink]
+        dropped = self._recently_dropped[sink]
         for row_id in ids:
+            delivered_anyway = dropped.pop(row_id, None)
+            if delivered_anyway is not None:
+                # Counted as dropped (and no longer pending) when the bounds took it from the
+                # file; it was in flight and arrived after all.
+                self.dropped_readings[sink] -= delivered_anyway
+                self.pending_readings[sink] += delivered_anyway
             acked.add(row_id)
         self.pending_readings[sink] -= readings
 
@@ -294,11 +312,15 @@ class Outbox:
             return
         self.size -= freed
         for sink, acked in self._acked.items():
+            recent = self._recently_dropped[sink]
             for row_id, readings in dropped:
                 if row_id not in acked:
                     self.dropped_readings[sink] += readings
                     self.pending_readings[sink] -= readings
                     acked.add(row_id)
+                    recent[row_id] = readings
+            while len(recent) > _RECENT_DROPS:
+                recent.popitem(last=False)
         if dropped and not self._bound_logged:
             log.warning(
                 "outbox: over %d MB, older than %g h, or less than %d MB free; dropping the"

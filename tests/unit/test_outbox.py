@@ -118,6 +118,19 @@ async def test_batches_older_than_the_age_bound_are_dropped(tmp_path: Path) -> N
     outbox.close()
 
 
+async def test_a_dropped_batch_delivered_after_all_is_no_loss(tmp_path: Path) -> None:
+    """Dropped by the age bound while already in a sink's buffer, then delivered: the drop is
+    taken back, so that delivered + dropped stays exactly what was accepted."""
+    outbox = Outbox(tmp_path / "g.db", ["a"], OutboxConfig(max_age_hours=1))
+    old = await store(outbox, batch("d", [1.0] * 10, cycle_ns=time.time_ns() - 2 * 3600 * 10**9))
+    await store(outbox, batch("d", [2.0] * 10, cycle_ns=time.time_ns()))
+    await outbox.enforce_bounds()
+    assert (outbox.dropped_readings, outbox.pending_readings) == ({"a": 10}, {"a": 10})
+    outbox.confirm("a", [old], 10)  # the buffer held it and the sink took it
+    assert (outbox.dropped_readings, outbox.pending_readings) == ({"a": 0}, {"a": 10})
+    outbox.close()
+
+
 @pytest.fixture
 async def tasks() -> AsyncIterator[list[asyncio.Task[None]]]:
     running: list[asyncio.Task[None]] = []
