@@ -72,8 +72,7 @@ class Audit:
     async def record(self, entries: list[AuditEntry]) -> None:
         for entry in entries:
             log.info(
-                "write %s by %s via %s: %s.%s = %r: %s%s",
-                entry.result,
+                "write by %s via %s: %s.%s = %r: %s%s",
                 entry.who,
                 entry.path,
                 entry.device,

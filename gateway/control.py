@@ -29,6 +29,7 @@ from gateway.config import (
     problems_from,
     profile_adapter,
 )
+from gateway.devices import GroupBase
 from gateway.errors import ConfigError, ConfigProblem, GatewayError
 from gateway.local_store import LocalStore
 from gateway.memory import settle_long_lived
@@ -116,10 +117,7 @@ class ControlPlane:
 
     def tag_names(self, device_id: str) -> list[str]:
         """The tags a device reads (its own groups' or its profile's)."""
-        device, _ = self.device(device_id)
-        groups = device.groups
-        if groups is None:
-            groups = self.profile(device.profile or "")[0].groups
+        groups = self._groups_of(self.device(device_id)[0])
         return [tag.name for group in groups for tag in group.tags]
 
     def write_target(self, device_id: str) -> Target | None:
@@ -128,10 +126,7 @@ class ControlPlane:
         found = self.catalog.get(device_id)
         if found is None:
             return None
-        device = found[0]
-        groups = device.groups
-        if groups is None:
-            groups = self.profile(device.profile or "")[0].groups
+        groups = self._groups_of(found[0])
         running = self._runtime.devices.get(device_id)
         return Target(
             device_id,
@@ -288,6 +283,11 @@ class ControlPlane:
             self._apply()
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _groups_of(self, device: DeviceConfig) -> Sequence[GroupBase]:
+        if device.groups is not None:
+            return device.groups
+        return self.profile(device.profile or "")[0].groups
 
     def _own_device(self, device_id: str) -> DeviceConfig:
         device, source = self.device(device_id)
