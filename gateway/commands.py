@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from gateway.control import ControlPlane
 from gateway.protocols import Command, CommandHandler
-from gateway.writeback import TagResult, WriteRefused, WriteRequest, WriteService, result_of
+from gateway.writeback import WriteRefused, WriteRequest, WriteService, tag_results
 
 __all__ = ["command_handler"]
 
@@ -33,13 +33,7 @@ def command_handler(control: ControlPlane, writes: WriteService) -> CommandHandl
             )
         except WriteRefused as refused:
             return _answer(command.device, False, refused.status, refused.reason, tag=refused.tag)
-        results = [
-            TagResult(
-                tag=o.tag, result=result_of(o), error=o.error, method=o.method, raw=o.raw,
-                before=o.before, read_back=o.read_back,
-            ).model_dump(mode="json")
-            for o in outcomes
-        ]  # fmt: skip
+        results = [result.model_dump(mode="json") for result in tag_results(outcomes)]
         ok = len(outcomes) == len(request.values) and all(o.written for o in outcomes)
         error = None if ok else next(r["error"] for r in results if r["result"] != "written")
         return _answer(command.device, ok, 200 if ok else 502, error, results=results)

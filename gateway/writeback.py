@@ -34,6 +34,7 @@ __all__ = [
     "WritesConfig",
     "check_value",
     "result_of",
+    "tag_results",
 ]
 
 log = logging.getLogger(__name__)
@@ -273,6 +274,17 @@ class WriteService:
             self.counts[result] += 1
             entries.append(entry)
         await self.audit.record(entries)
+
+
+def tag_results(outcomes: list[WriteOutcome]) -> list[TagResult]:
+    """The outcomes as answered to the caller (the API and MQTT answer alike)."""
+    return [
+        TagResult(
+            tag=o.tag, result=result_of(o), error=o.error, method=o.method, raw=o.raw,
+            before=o.before, read_back=o.read_back,
+        )
+        for o in outcomes
+    ]  # fmt: skip
 
 
 def result_of(outcome: WriteOutcome) -> str:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from gateway.api.deps import Admin, Control, KnownQuery, Viewer, Writes
 from gateway.api.problems import ERRORS, MEDIA_TYPE, FieldProblem, Problem
-from gateway.writeback import TagResult, WriteRequest, result_of
+from gateway.writeback import TagResult, WriteRequest, tag_results
 
 __all__ = ["router"]
 
@@ -61,18 +61,7 @@ async def write(
         verify=body.verify,
         may_write=role in ("operator", "admin"),  # a viewer's attempt is audited too
     )
-    results = [
-        TagResult(
-            tag=o.tag,
-            result=result_of(o),
-            error=o.error,
-            method=o.method,
-            raw=o.raw,
-            before=o.before,
-            read_back=o.read_back,
-        )
-        for o in outcomes
-    ]
+    results = tag_results(outcomes)
     if all(o.written for o in outcomes) and len(outcomes) == len(body.values):
         return WriteAnswer(device=device_id, results=results)
     failed = next(r for r in results if r.result != "written")
