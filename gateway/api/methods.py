@@ -37,19 +37,25 @@ class AllowedMethods:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        allowed = self.allowed(scope["path"])
-        if scope["method"] == "OPTIONS" and allowed:
-            start = {"type": "http.response.start", "status": 204,
-                     "headers": [(b"allow", ", ".join(allowed).encode())]}  # fmt: skip
-            await send(start)
-            await send({"type": "http.response.body", "body": b""})
-            return
+        if scope["method"] == "OPTIONS":
+            allowed = self.allowed(scope["path"])
+            if allowed:
+                start = {"type": "http.response.start", "status": 204,
+                         "headers": [(b"allow", ", ".join(allowed).encode())]}  # fmt: skip
+                await send(start)
+                await send({"type": "http.response.body", "body": b""})
+                return
 
         async def with_allow(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 405 and allowed:
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
-                headers.append((b"allow", ", ".join(allowed).encode()))
-                message = {**message, "headers": headers}
+            # Only a 405 needs the path's methods: every other answer passes untouched.
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allowed = self.allowed(scope["path"])
+                if allowed:
+                    headers = [
+                        (k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"
+                    ]
+                    headers.append((b"allow", ", ".join(allowed).encode()))
+                    message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, with_allow)
