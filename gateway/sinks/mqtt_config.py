@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 
 from gateway.plugins import SinkConfigBase
 
-__all__ = ["MqttConfig", "MqttTlsConfig"]
+__all__ = ["BrokerConfig", "MqttConfig", "MqttTlsConfig"]
 
 
 class MqttTlsConfig(BaseModel):
@@ -36,12 +36,11 @@ class MqttTlsConfig(BaseModel):
         return key_file
 
 
-class MqttConfig(SinkConfigBase):
-    """Where and how the MQTT sink publishes."""
+class BrokerConfig(SinkConfigBase):
+    """How a sink reaches its MQTT broker (the MQTT and the Sparkplug sinks alike)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["mqtt"] = "mqtt"
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str | None = Field(default=None, min_length=1)
@@ -49,11 +48,8 @@ class MqttConfig(SinkConfigBase):
     username: str | None = None
     password: SecretStr | None = None
     tls: MqttTlsConfig | None = None
-    qos: Literal[0, 1, 2] = 1
-    """QoS of telemetry and status messages (and of the last will)."""
     keepalive: int = Field(default=30, ge=5, le=3600)
     """Seconds between pings when idle; a dead connection is noticed within ~1.5x this."""
-    topic_prefix: str = Field(default="gateway", min_length=1)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     publish_timeout: float = Field(default=10.0, gt=0)
     """Seconds to wait for the broker's acknowledgements of one write (and for CONNACK)."""
@@ -61,15 +57,6 @@ class MqttConfig(SinkConfigBase):
     """Seconds: first reconnect delay; later ones grow exponentially with full jitter."""
     reconnect_max: float = Field(default=30.0, gt=0)
     """Seconds: the longest reconnect delay."""
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _valid_prefix(cls, prefix: str) -> str:
-        if "+" in prefix or "#" in prefix:
-            raise ValueError("must not contain the MQTT wildcards '+' or '#'")
-        if prefix.startswith("/") or prefix.endswith("/"):
-            raise ValueError("must not start or end with '/'")
-        return prefix
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -95,3 +82,21 @@ class MqttConfig(SinkConfigBase):
         if reconnect_min is not None and reconnect_max < reconnect_min:
             raise ValueError(f"must be at least reconnect_min ({reconnect_min})")
         return reconnect_max
+
+
+class MqttConfig(BrokerConfig):
+    """Where and how the MQTT sink publishes."""
+
+    type: Literal["mqtt"] = "mqtt"
+    qos: Literal[0, 1, 2] = 1
+    """QoS of telemetry and status messages (and of the last will)."""
+    topic_prefix: str = Field(default="gateway", min_length=1)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _valid_prefix(cls, prefix: str) -> str:
+        if "+" in prefix or "#" in prefix:
+            raise ValueError("must not contain the MQTT wildcards '+' or '#'")
+        if prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError("must not start or end with '/'")
+        return prefix

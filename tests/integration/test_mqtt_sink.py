@@ -18,7 +18,7 @@ import pytest
 
 from gateway.errors import RetryableSinkError
 from gateway.reading import Batch, Quality, Reading
-from gateway.sinks import mqtt as mqtt_module
+from gateway.sinks import mqtt_session
 from gateway.sinks.mqtt import MqttSink
 from gateway.sinks.mqtt_config import MqttConfig, MqttTlsConfig
 from gateway.sinks.mqtt_payload import encode_telemetry
@@ -108,7 +108,7 @@ async def test_a_full_socket_is_drained_by_the_one_shot_writer(
     mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """QoS 0 writes return once the socket took everything; nothing waits for the 1 s tick."""
-    monkeypatch.setattr(mqtt_module, "_TICK", 3600.0)  # only the writer can drain the socket
+    monkeypatch.setattr(mqtt_session, "_TICK", 3600.0)  # only the writer can drain the socket
     async with running(config_for(mosquitto, qos=0), new_gateway_id()) as sink:
         mosquitto.process.suspend()  # the broker stops reading: the socket buffers fill up
         batches = [make_batch("d", i, tags=125) for i in range(6000)]  # ~14 MB
@@ -196,7 +196,7 @@ async def test_a_dead_gateway_gets_its_last_will(mosquitto: Mosquitto, tmp_path:
 async def test_broker_outage_fails_fast_then_recovers_by_itself(
     mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.sinks.mqtt")
+    caplog.set_level(logging.INFO, logger="gateway.sinks")
     gw = new_gateway_id()
     async with running(config_for(mosquitto), gw) as sink:
         await sink.write([make_batch("d", 1)])
@@ -281,7 +281,7 @@ async def test_username_and_password(
             await sink.write([make_batch("d", 1)])
             await watcher.wait_for_async(lambda m: m.topic.endswith("/telemetry"))
 
-    caplog.set_level(logging.INFO, logger="gateway.sinks.mqtt")
+    caplog.set_level(logging.INFO, logger="gateway.sinks")
     wrong = config_for(broker, username="gateway", password="wrong")
     async with running(wrong, new_gateway_id(), connect=False) as sink:
         await async_wait_until(lambda: "refused the connection" in caplog.text, 10)
