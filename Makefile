@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Debian packages of the real servers the integration tests start (on free ports).
 DEBIAN_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb influxdb-client chromium chromium-driver
 
-.PHONY: demo test lint unit integration bench install system-packages clean
+.PHONY: demo test lint unit integration bench install system-packages clean proto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ demo: $(STAMP)
 
 bench: $(STAMP) system-packages
 	$(BIN)/python -m bench.modbus_mqtt --devices 10 --tags 100 --period 1 --duration 20
+
+# The Sparkplug B payload code is generated from its schema and committed; regenerate it after
+# editing the .proto (grpcio-tools carries protoc; it is needed only here).
+SPARKPLUG := gateway/sinks/sparkplug
+proto:
+	$(PYTHON) -m venv /tmp/edge-gateway-protoc
+	/tmp/edge-gateway-protoc/bin/pip install --quiet "grpcio-tools==1.85.1"
+	cd $(SPARKPLUG) && /tmp/edge-gateway-protoc/bin/python -m grpc_tools.protoc -I. \
+	  --python_out=. --pyi_out=. sparkplug_b.proto
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

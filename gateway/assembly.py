@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from gateway.audit import AUDIT_FILE, Audit
 from gateway.commands import command_handler
@@ -22,9 +22,11 @@ from gateway.history import HISTORY_FILE
 from gateway.local_store import LocalStore
 from gateway.memory import settle_long_lived
 from gateway.plugins import ConnectorFactory, PluginContext, Plugins, SinkConfigBase, installed
-from gateway.protocols import Sink, TakesCommands
+from gateway.protocols import DescribesDevices, Sink, TakesCommands
+from gateway.reading import Reading
 from gateway.registry import DATABASE_FILE, Registry, open_database
 from gateway.runtime import Runtime
+from gateway.tags import TagBase
 from gateway.writeback import WriteService
 
 __all__ = ["LOCAL_STORE", "Gateway"]
@@ -55,6 +57,24 @@ class _Factories(Mapping[str, ConnectorFactory]):
 
     def __len__(self) -> int:
         return len(self._plugins.protocols)
+
+
+class _Directory:
+    """The running devices (the runtime's) and their latest values (the local store's)."""
+
+    def __init__(self, runtime: Runtime, store: LocalStore) -> None:
+        self._runtime = runtime
+        self._store = store
+
+    def running(self) -> Sequence[str]:
+        return list(self._runtime.devices)
+
+    def tags_of(self, device: str) -> Sequence[TagBase] | None:
+        running = self._runtime.devices.get(device)
+        return None if running is None else running.tags
+
+    def current(self, device: str) -> Mapping[str, Reading]:
+        return self._store.latest.get(device, {})
 
 
 class Gateway:
@@ -90,6 +110,10 @@ class Gateway:
             raise ConfigError([problem])
         self.store = stores[0]
         self.runtime = Runtime(config, self.sinks, _Factories(plugins, context))
+        directory = _Directory(self.runtime, self.store)
+        for sink in self.sinks:
+            if isinstance(sink, DescribesDevices):
+                sink.use_directory(directory)
         self._database = open_database(config.gateway.data_dir / DATABASE_FILE)
         self._registry = Registry(self._database)
         self.control = ControlPlane(config, self._registry, self.runtime, self.store, plugins)

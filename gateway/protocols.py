@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gateway.cycle import Cycle
-from gateway.reading import Batch, Value
+from gateway.reading import Batch, Reading, Value
 from gateway.status import DeviceStatus
 from gateway.tags import TagBase
 
@@ -20,6 +20,8 @@ __all__ = [
     "Connectable",
     "Connector",
     "CountsRejections",
+    "DescribesDevices",
+    "DeviceDirectory",
     "HasBackgroundTasks",
     "Sink",
     "StatusPublisher",
@@ -169,3 +171,27 @@ class TakesCommands(Protocol):
     the handler's reply."""
 
     def take_commands(self, handler: CommandHandler) -> None: ...
+
+
+class DeviceDirectory(Protocol):
+    """What the gateway knows of its running devices now, for sinks that describe them."""
+
+    def running(self) -> Sequence[str]:
+        """The running devices' ids, in the order they started."""
+        ...
+
+    def tags_of(self, device: str) -> Sequence[TagBase] | None:
+        """The device's tags (None: not running). The same object until the device's
+        configuration changes, so a sink can tell a changed device by identity."""
+
+    def current(self, device: str) -> Mapping[str, Reading]:
+        """The latest reading of each of the device's tags (empty before its first values)."""
+        ...
+
+
+@runtime_checkable
+class DescribesDevices(Protocol):
+    """Sinks that declare each device, its tags and their current values before its data
+    (Sparkplug's births). The gateway hands them its directory before it starts them."""
+
+    def use_directory(self, directory: DeviceDirectory) -> None: ...

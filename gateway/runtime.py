@@ -31,6 +31,7 @@ from gateway.reading import Batch
 from gateway.registry import DATABASE_FILE
 from gateway.status import DeviceState, DeviceStatus
 from gateway.supervisor import DeviceSupervisor
+from gateway.tags import TagBase
 
 __all__ = ["CoreTaskFailed", "Runtime"]
 
@@ -54,11 +55,14 @@ class _Device:
         task: asyncio.Task[None],
         status: DeviceStatus,
         connector: Connector,
+        tags: tuple[TagBase, ...],
     ) -> None:
         self.config = config
         self.task = task
         self.status = status
         self.connector = connector
+        self.tags = tags
+        """Its tags, one tuple per configuration (sinks tell a changed device by identity)."""
 
 
 class _StatusChannel:
@@ -231,7 +235,8 @@ class Runtime:
             self._status_changed,
         )
         task = self._tasks.create_task(supervisor.run(), name=f"device:{device.id}")
-        self.devices[device.id] = _Device(device, task, status, connector)
+        tags = tuple(tag for group in groups for tag in group.tags)
+        self.devices[device.id] = _Device(device, task, status, connector, tags)
 
     async def remove_device(self, device_id: str, *, forget: bool = False) -> None:
         """Stop a device and publish it offline; ``forget`` then clears its retained status."""

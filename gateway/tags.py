@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Deadband", "Settable", "TagBase", "TagName"]
+__all__ = ["Deadband", "Settable", "TagBase", "TagName", "ValueType"]
 
 Settable = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 """An integer a device can hold: int64 to uint64."""
 
 # '/', '+' and '#' would break MQTT topic filters built from tag names; '"' breaks JSON-in-YAML.
 TagName = Annotated[str, Field(min_length=1, max_length=128, pattern=r'^[^/+#"\x00-\x1f]+$')]
+
+
+class ValueType(enum.StrEnum):
+    """The type of a tag's values as the gateway reports them (after scaling), for sinks that
+    declare types up front (Sparkplug births)."""
+
+    BOOL = "bool"
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
 
 
 class Deadband(BaseModel):
@@ -66,6 +83,12 @@ class TagBase(BaseModel):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min:g} is above max {self.max:g}")
         return self
+
+    @property
+    def value_type(self) -> ValueType | None:
+        """The type of this tag's values when its protocol knows it before the first value
+        (None: learned from the values, as for OPC UA)."""
+        return None
 
     @property
     def reports_by_exception(self) -> bool:

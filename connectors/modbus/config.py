@@ -8,7 +8,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from gateway.devices import DeviceBase, GroupBase, ProfileBase
-from gateway.tags import TagBase
+from gateway.tags import TagBase, ValueType
 
 __all__ = [
     "ByteOrder",
@@ -115,6 +115,12 @@ class ModbusTag(TagBase):
     def size(self) -> int:
         """Registers (or bits, for coil and discrete input tables) this tag occupies."""
         return register_count(self)
+
+    @property
+    def value_type(self) -> ValueType:
+        if (self.scale, self.offset) != (1.0, 0.0):
+            return ValueType.FLOAT64  # a scaled integer is a float in engineering units
+        return ValueType(self.data_type.value)
 
 
 def register_count(tag: ModbusTag) -> int:

@@ -1,6 +1,6 @@
 """The gateway's own sink plugins, registered through entry points like any other
-(``edge_gateway.sinks``: ``mqtt``, ``influxdb``, ``local``). The sinks themselves are imported
-only when one is configured."""
+(``edge_gateway.sinks``: ``mqtt``, ``sparkplug``, ``influxdb``, ``local``). The sinks themselves
+are imported only when one is configured."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from gateway.plugins import PluginContext, SinkConfigBase
 from gateway.protocols import Sink
 from gateway.sinks.influx_config import InfluxConfig
 from gateway.sinks.mqtt_config import MqttConfig
+from gateway.sinks.sparkplug.config import SparkplugConfig
 
-__all__ = ["INFLUXDB", "LOCAL", "MQTT", "LocalStoreConfig"]
+__all__ = ["INFLUXDB", "LOCAL", "MQTT", "SPARKPLUG", "LocalStoreConfig"]
 
 
 class MqttPlugin:
@@ -26,6 +27,17 @@ class MqttPlugin:
 
         assert isinstance(config, MqttConfig)
         return MqttSink(config, context.gateway_id, name)
+
+
+class SparkplugPlugin:
+    type = "sparkplug"
+    config_model = SparkplugConfig
+
+    def create(self, name: str, config: SinkConfigBase, context: PluginContext) -> Sink:
+        from gateway.sinks.sparkplug.sink import SparkplugSink
+
+        assert isinstance(config, SparkplugConfig)
+        return SparkplugSink(config, context.gateway_id, name, context.data_dir)
 
 
 class InfluxPlugin:
@@ -62,5 +74,6 @@ class LocalStorePlugin:
 
 
 MQTT = MqttPlugin()
+SPARKPLUG = SparkplugPlugin()
 INFLUXDB = InfluxPlugin()
 LOCAL = LocalStorePlugin()

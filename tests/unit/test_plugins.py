@@ -50,7 +50,7 @@ DOC: dict[str, Any] = {
 def test_the_installed_plugins_are_the_gateways_own() -> None:
     plugins = installed()
     assert set(plugins.protocols) == {"modbus", "opcua"}
-    assert set(plugins.sinks) == {"mqtt", "influxdb", "local"}
+    assert set(plugins.sinks) == {"mqtt", "sparkplug", "influxdb", "local"}
     assert set(plugins.commands()) == {"browse"}
 
 
