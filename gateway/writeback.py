@@ -46,7 +46,10 @@ class WritesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(default=False, description="Allow setting values on devices at all")
-    mqtt: bool = Field(default=False, description="Also take commands on {prefix}/{gw}/{dev}/set")
+    mqtt: bool = Field(
+        default=False,
+        description="Also take commands over MQTT: {prefix}/{gw}/{dev}/set and Sparkplug DCMD",
+    )
     verify: bool = Field(default=True, description="Read each written value back (default)")
     timeout: float = Field(default=5.0, gt=0, le=60, description="Seconds for one request")
     per_minute: int = Field(default=60, ge=1, le=6000, description="Writes per device")
