@@ -82,7 +82,7 @@ async def open_connection(
         connecting.add_done_callback(conn.abort_after_connect)
         raise
     except (OSError, ValueError) as exc:
-        raise ConnectFailed(str(exc) or type(exc).__name__) from exc
+        raise ConnectFailed(str(exc) or type(exc).__name__, sent=False) from exc
     try:
         conn.attach()
         async with asyncio.timeout(config.publish_timeout):
@@ -159,6 +159,11 @@ async def keep_connected(
 
 class ConnectFailed(Exception):
     """One connection attempt failed; the supervisor backs off and tries again."""
+
+    def __init__(self, reason: str, *, sent: bool = True) -> None:
+        super().__init__(reason)
+        self.sent = sent
+        """Whether CONNECT (and so its will) may have reached the broker."""
 
 
 class _Acks:

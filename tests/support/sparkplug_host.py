@@ -750,7 +750,18 @@ class SparkplugHost:
     under the host's lock: a test reads them after a ``wait_*``, or in a ``wait_for`` predicate.
     """
 
-    def __init__(self, host: str, port: int, group_id: str, host_id: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        group_id: str,
+        host_id: str | None = None,
+        *,
+        persistent: bool = False,
+    ) -> None:
+        """``persistent``: a session the broker keeps while the host is away (with a broker
+        that queues QoS 0 messages too, the host then misses nothing across a broker restart);
+        the host reconnects within a second of the broker coming back."""
         self.group_id = group_id
         self.host_id = host_id
         self.received: list[Received] = []
@@ -770,7 +781,9 @@ class SparkplugHost:
             CallbackAPIVersion.VERSION2,
             client_id=f"spb-host-{uuid.uuid4().hex[:12]}",
             protocol=mqtt.MQTTv311,
+            clean_session=not persistent,
         )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=1)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

@@ -31,6 +31,7 @@ from gateway.errors import RetryableSinkError, SinkError
 from gateway.protocols import Command, CommandHandler, DeviceDirectory
 from gateway.reading import Batch
 from gateway.sinks.mqtt_session import (
+    ConnectFailed,
     Connection,
     Message,
     Will,
@@ -190,11 +191,18 @@ class SparkplugSink:
             await conn.deliver(batch, 0, self._config.publish_timeout)
 
     async def _connect(self) -> Connection:
-        """A new connection with the next bdSeq in its will; subscribe before any birth."""
-        self._bdseq = (self._bdseq + 1) & 0xFF
-        await asyncio.to_thread(_write_bdseq, self._bdseq_file, self._bdseq)
-        will = Will(self.node.death_topic, self.node.death(self._bdseq), 1, False)
-        conn = await open_connection(self._config, self._client_id, will, self._tls)
+        """A new connection with the next bdSeq in its will (kept on disk before CONNECT goes
+        out; used up only if it may have reached the broker); subscribe before any birth."""
+        bdseq = (self._bdseq + 1) & 0xFF
+        await asyncio.to_thread(_write_bdseq, self._bdseq_file, bdseq)
+        will = Will(self.node.death_topic, self.node.death(bdseq), 1, False)
+        try:
+            conn = await open_connection(self._config, self._client_id, will, self._tls)
+        except ConnectFailed as failed:
+            if failed.sent:
+                self._bdseq = bdseq
+            raise
+        self._bdseq = bdseq
         conn.client.on_message = self._on_message
         for topic in self.node.command_topics:
             conn.client.subscribe(topic, qos=0)
