@@ -10,7 +10,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -35,6 +35,7 @@ from gateway.sinks.mqtt_payload import (
 from gateway.sinks.mqtt_session import (
     Connection,
     Message,
+    SessionTasks,
     Will,
     keep_connected,
     open_connection,
@@ -78,10 +79,9 @@ class MqttSink:
         self._status_topic = gateway_status_topic(config.topic_prefix, gateway_id)
         self._conn: Connection | None = None
         self._connected = asyncio.Event()
-        self._supervisor: asyncio.Task[None] | None = None
+        self._tasks = SessionTasks()
         self._tls: ssl.SSLContext | None = None
         self._commands: CommandHandler | None = None
-        self._running: set[asyncio.Task[None]] = set()
 
     def take_commands(self, handler: CommandHandler) -> None:
         """Subscribe to ``{prefix}/{gateway}/+/set`` from the next connection on; each command
@@ -97,7 +97,7 @@ class MqttSink:
 
     async def start(self) -> None:
         """Start connecting in the background; raise SinkError only if TLS files are unusable."""
-        if self._supervisor is not None:
+        if self._tasks.supervisor is not None:
             return
         if not self.durable:
             log.warning(
@@ -108,7 +108,7 @@ class MqttSink:
             )
         if self._config.tls is not None:
             self._tls = tls_context(self._config.tls)
-        self._supervisor = asyncio.create_task(
+        self._tasks.supervisor = asyncio.create_task(
             self._supervise(), name=f"mqtt-supervisor:{self.name}"
         )
 
@@ -157,14 +157,7 @@ class MqttSink:
 
         Idempotent; takes at most about ``_STOP_TIMEOUT`` + 1 seconds.
         """
-        task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-        for running in list(self._running):
-            running.cancel()
-        if self._running:
-            await asyncio.wait(self._running)
+        await self._tasks.cancel()
         conn, self._conn = self._conn, None
         self._connected.clear()
         if conn is None:
@@ -226,15 +219,10 @@ class MqttSink:
             refusal = orjson.dumps(
                 {"ok": False, "status": 400, "error": "a retained command is never applied"}
             )
-            self._spawn(self._reply(reply_topic, correlation, refusal))
+            self._tasks.spawn(self._reply(reply_topic, correlation, refusal))
             return
         command = Command(device, bytes(message.payload), f"mqtt:{message.topic}")
-        self._spawn(self._answer(handler, command, reply_topic, correlation))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._tasks.spawn(self._answer(handler, command, reply_topic, correlation))
 
     async def _answer(
         self, handler: CommandHandler, command: Command, topic: str, correlation: bytes | None

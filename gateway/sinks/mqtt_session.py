@@ -25,7 +25,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "ConnectFailed",
     "Connection",
     "Message",
+    "SessionTasks",
     "Will",
     "keep_connected",
     "open_connection",
@@ -67,6 +68,30 @@ class Will:
     payload: bytes
     qos: int
     retain: bool
+
+
+class SessionTasks:
+    """A sink's reconnect loop and the short tasks its paho callbacks start (answers to
+    commands): all cancelled, and awaited, when the sink stops."""
+
+    def __init__(self) -> None:
+        self.supervisor: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def cancel(self) -> None:
+        task, self.supervisor = self.supervisor, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        for running in list(self._running):
+            running.cancel()
+        if self._running:
+            await asyncio.wait(self._running)
 
 
 async def open_connection(

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import ssl
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from gateway.sinks.mqtt_session import (
     ConnectFailed,
     Connection,
     Message,
+    SessionTasks,
     Will,
     keep_connected,
     open_connection,
@@ -75,8 +76,7 @@ class SparkplugSink:
         """The node is born on the current connection."""
         self._host_online = asyncio.Event()
         self._host_timestamp = -1
-        self._supervisor: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._tasks = SessionTasks()
         host = config.primary_host_id
         self._state_topic = None if host is None else f"{NAMESPACE}/STATE/{host}"
 
@@ -102,14 +102,14 @@ class SparkplugSink:
         return 0
 
     async def start(self) -> None:
-        if self._supervisor is not None:
+        if self._tasks.supervisor is not None:
             return
         if self._directory is None:
             raise SinkError(f"sink {self.name}: no device directory (the gateway gives one)")
         if self._config.tls is not None:
             self._tls = tls_context(self._config.tls)
         self._bdseq = await asyncio.to_thread(_read_bdseq, self._bdseq_file)
-        self._supervisor = asyncio.create_task(
+        self._tasks.supervisor = asyncio.create_task(
             keep_connected(self._where, self._config, self._connect, self._serve),
             name=f"sparkplug-supervisor:{self.name}",
         )
@@ -159,14 +159,7 @@ class SparkplugSink:
 
     async def stop(self) -> None:
         """NDEATH (acknowledged, QoS 1), then DISCONNECT. Idempotent; bounded in time."""
-        task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-        for running in list(self._running):
-            running.cancel()
-        if self._running:
-            await asyncio.wait(self._running)
+        await self._tasks.cancel()
         conn, self._conn = self._conn, None
         self._online.clear()
         if conn is None:
@@ -281,7 +274,7 @@ class SparkplugSink:
         if message.topic == self._state_topic:
             self._host_state(bytes(message.payload))
         else:
-            self._spawn(self._command(message.topic, bytes(message.payload)))
+            self._tasks.spawn(self._command(message.topic, bytes(message.payload)))
 
     def _host_state(self, payload: bytes) -> None:
         try:
@@ -312,12 +305,7 @@ class SparkplugSink:
                 self._config.primary_host_id,
             )
             self._online.clear()
-            self._spawn(self._say_goodbye(conn))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+            self._tasks.spawn(self._say_goodbye(conn))
 
     async def _command(self, topic: str, payload: bytes) -> None:
         try:
