@@ -49,13 +49,13 @@ DOC: dict[str, Any] = {
 
 def test_the_installed_plugins_are_the_gateways_own() -> None:
     plugins = installed()
-    assert set(plugins.protocols) == {"modbus", "opcua"}
+    assert set(plugins.protocols) == {"modbus", "opcua", "s7"}
     assert set(plugins.sinks) == {"mqtt", "sparkplug", "influxdb", "local"}
     assert set(plugins.commands()) == {"browse"}
 
 
 def test_a_plugin_from_the_tests_joins_the_config(with_counter: Plugins) -> None:
-    assert set(with_counter.protocols) == {"modbus", "opcua", "counter"}
+    assert set(with_counter.protocols) == {"modbus", "opcua", "s7", "counter"}
     config = parse_config(copy.deepcopy(DOC), plugins=with_counter)
     assert [d.type for d in config.devices] == ["counter", "modbus"]
     assert config.devices[0].model_dump()["start"] == 5
