@@ -1,8 +1,8 @@
-"""``gateway demo``: both PLC simulators, a broker and the gateway with its page, on one command.
+"""``gateway demo``: the PLC simulators, a broker and the gateway with its page, on one command.
 
-Runs config/gateway.yaml against the Modbus and OPC UA simulators and a broker it starts
+Runs config/gateway.yaml against the Modbus, OPC UA and S7 simulators and a broker it starts
 itself: Mosquitto when it is installed, else the embedded amqtt broker. Prefers the usual ports
-(5020, 4840, 1883, 8000) and takes free ones when those are busy. Ctrl-C stops everything it
+(5020, 4840, 1102, 1883, 8000) and takes free ones when those are busy. Ctrl-C stops everything it
 started, by PID; if the demo itself is killed, the kernel stops them (a parent-death signal).
 """
 
@@ -164,16 +164,19 @@ async def run_demo(
     started: list[asyncio.subprocess.Process] = []
     try:
         broker_port, sim_port, opcua_port = _port(1883), _port(5020), _port(4840)
+        s7_port = _port(1102)
         api_port = _port(api_port)
         broker, broker_name = await _start_broker(workdir, broker_port)
         started.append(broker)
         started.append(await _start_simulator("modbus", sim_port, "--units", "3"))
         started.append(await _start_simulator("opcua", opcua_port))
+        started.append(await _start_simulator("s7", s7_port))
         os.environ.update(
             MQTT_HOST=HOST,
             MQTT_PORT=str(broker_port),
             SIM_PORT=str(sim_port),
             OPCUA_SIM_PORT=str(opcua_port),
+            S7_SIM_PORT=str(s7_port),
         )
         config = _demo_settings(load_config(config_path), workdir, api_port)
         mqtt = next(s for s in config.sinks.values() if isinstance(s, MqttConfig))
@@ -183,6 +186,7 @@ async def run_demo(
         print(
             f"\n  Modbus PLC simulator  {HOST}:{sim_port} (units 1-3)\n"
             f"  OPC UA PLC simulator  opc.tcp://{HOST}:{opcua_port}\n"
+            f"  S7 PLC simulator      {HOST}:{s7_port} (rack 0, slot 1)\n"
             f"  MQTT broker           {HOST}:{broker_port} ({broker_name})\n"
             f"  gateway               {config.gateway.id}: {len(config.devices)} devices "
             f"from {config_path}{_registered(config)}\n\n"

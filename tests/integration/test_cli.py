@@ -27,7 +27,7 @@ def test_check_config_prints_a_summary_or_every_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["check-config", str(ROOT / "config" / "gateway.yaml")]) == 0
-    assert "4 device(s)" in capsys.readouterr().out
+    assert "5 device(s)" in capsys.readouterr().out
     document = yaml.safe_load((ROOT / "config" / "gateway.yaml").read_text())
     document["devices"][2]["unit"] = 300
     document["profiles"][0]["groups"][0]["tags"][5]["data_type"] = "float33"
@@ -50,7 +50,7 @@ def test_demo_publishes_then_ctrl_c_stops_everything_it_started(tmp_path: Path) 
         banner = demo.wait_for_line(r"MQTT broker\s+127\.0\.0\.1:(\d+)", 30)
         port = int(banner.group(1))
         children = psutil.Process(demo.pid).children()
-        assert len(children) == 3, children  # the broker and the two simulators
+        assert len(children) == 4, children  # the broker and the three simulators
         page = demo.wait_for_line(r"Page:\s+(http://\S+)/#token=(\S+)", 5)
         url, token = page.group(1), page.group(2)
 
@@ -62,10 +62,12 @@ def test_demo_publishes_then_ctrl_c_stops_everything_it_started(tmp_path: Path) 
 
         wait_until(ready, 20, "the demo's control plane ready")
         listed = httpx.get(f"{url}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
-        devices = ["filler-1", "filler-2", "capper-1", "line1-opcua"]
+        devices = ["filler-1", "filler-2", "capper-1", "line1-opcua", "press-s7"]
         assert [d["id"] for d in listed.json()["items"]] == devices
         with MqttWatch("127.0.0.1", port, "factory/plant1-gw/line1-opcua/telemetry") as opcua:
             assert "speed" in opcua.wait_for(lambda m: True, 15).json()["values"]
+        with MqttWatch("127.0.0.1", port, "factory/plant1-gw/press-s7/telemetry") as s7:
+            assert "counter" in s7.wait_for(lambda m: "values" in m.json(), 15).json()["values"]
         with MqttWatch("127.0.0.1", port, "factory/plant1-gw/#") as watch:
             message = watch.wait_for(lambda m: m.topic.endswith("/filler-1/telemetry"), 15)
             assert message.json()["values"]["door_closed"] is True
@@ -90,11 +92,11 @@ def test_a_killed_demo_takes_what_it_started_with_it_and_counts_api_devices(
     try:
         page = first.wait_for_line(r"Page:\s+(http://\S+)/#token=(\S+)", 30)
         assert (
-            "4 devices from" in first.output() and "registered over the API" not in first.output()
+            "5 devices from" in first.output() and "registered over the API" not in first.output()
         )
         url, token = page.group(1), page.group(2)
         children = psutil.Process(first.pid).children()
-        assert len(children) == 3, children
+        assert len(children) == 4, children
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
 
         def ready() -> bool:
@@ -120,7 +122,7 @@ def test_a_killed_demo_takes_what_it_started_with_it_and_counts_api_devices(
         second = ManagedProcess(argv, tmp_path, name="demo-again", cwd=ROOT).start()
         try:
             second.wait_for_line(
-                r"gateway\s+\S+: 4 devices from \S+, 1 registered over the API", 30
+                r"gateway\s+\S+: 5 devices from \S+, 1 registered over the API", 30
             )
             second.send_signal(signal.SIGINT)
             assert second.wait_exit(20) == 0

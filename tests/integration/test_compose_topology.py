@@ -202,7 +202,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         victoria = VictoriaMetrics(workdir / "victoria")
         stops.append(victoria.stop)
         victoria.start()
-        sim_ports = {"modbus-sim": free_port(), "opcua-sim": free_port()}
+        sim_ports = {"modbus-sim": free_port(), "opcua-sim": free_port(), "s7-sim": free_port()}
         for name, port in sim_ports.items():
             _start_simulator(services, name, workdir, port, stops)
 
@@ -216,6 +216,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "MODBUS_SIM_PORT": ("5020", str(sim_ports["modbus-sim"])),
             "OPCUA_SIM_HOST": ("opcua-sim", "127.0.0.1"),
             "OPCUA_SIM_PORT": ("4840", str(sim_ports["opcua-sim"])),
+            "S7_SIM_HOST": ("s7-sim", "127.0.0.1"),
+            "S7_SIM_PORT": ("1102", str(sim_ports["s7-sim"])),
             "GATEWAY_DATA_DIR": ("/var/lib/edge-gateway", str(workdir / "gateway-data")),
         }
         for name, (in_compose, here) in mapped.items():

@@ -320,7 +320,7 @@ def test_build_contexts_dockerfiles_and_targets_exist() -> None:
         for name, service in load_compose()["services"].items()
         if "build" in service
     }
-    assert set(built) == {"gateway", "modbus-sim", "opcua-sim"}
+    assert set(built) == {"gateway", "modbus-sim", "opcua-sim", "s7-sim"}
     for name, build in built.items():
         context = ROOT / build["context"]
         assert context.is_dir(), name
@@ -503,7 +503,7 @@ def test_compose_config_passes_check_config(
     for name, value in env_for_config().items():
         monkeypatch.setenv(name, value)
     assert gateway_main(["check-config", str(compose_config_path())]) == 0
-    assert "4 device(s)" in capsys.readouterr().out
+    assert "5 device(s)" in capsys.readouterr().out
     config = load_compose_config(monkeypatch)
     mqtt, influx = config.sinks["plant"], config.sinks["tsdb"]
     assert isinstance(mqtt, MqttConfig)
@@ -534,7 +534,8 @@ def test_compose_config_fails_check_config_with_the_example_or_no_admin_token(
 def test_the_compose_config_reads_the_simulator_services() -> None:
     compose = load_compose()
     environment = compose["services"]["gateway"]["environment"]
-    for prefix, service in (("MODBUS_SIM", "modbus-sim"), ("OPCUA_SIM", "opcua-sim")):
+    simulators = (("MODBUS_SIM", "modbus-sim"), ("OPCUA_SIM", "opcua-sim"), ("S7_SIM", "s7-sim"))
+    for prefix, service in simulators:
         host = variables(environment[f"{prefix}_HOST"])[f"{prefix}_HOST"]
         port = variables(environment[f"{prefix}_PORT"])[f"{prefix}_PORT"]
         assert host == service
