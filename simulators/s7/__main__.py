@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         " in its values (default 1)",
     )
     parser.add_argument(
+        "--bulk-bytes",
+        type=bounded_int(0, 65535),
+        default=0,
+        metavar="M",
+        help="DB100 of M bytes for load tests: byte i holds i mod 256, DBD0 the tick (default 0)",
+    )
+    parser.add_argument(
         "--record", type=Path, metavar="FILE", help="append one JSON line per served request"
     )
     parser.add_argument(
@@ -58,7 +65,7 @@ async def serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         logger.error("cannot open the record file: %s", exc)
         return 1
-    plcs = [SimulatedPlc(k + 1, record, lock) for k in range(args.plcs)]
+    plcs = [SimulatedPlc(k + 1, record, lock, args.bulk_bytes) for k in range(args.plcs)]
     ports = []
     try:
         for k, plc in enumerate(plcs):

@@ -96,8 +96,10 @@ def snapshot(tick: int, plc: int = 1) -> Snapshot:
 class Memory:
     """The areas the server serves (bytearrays it reads and writes in place)."""
 
-    def __init__(self, plc: int = 1) -> None:
+    def __init__(self, plc: int = 1, bulk_bytes: int = 0) -> None:
         self.plc = plc
+        self.bulk = bytearray(i & 0xFF for i in range(bulk_bytes))
+        """DB100, for load tests: byte i holds i mod 256, DBD0 the tick."""
         self.db1 = bytearray(DB1_SIZE)
         self.db2 = bytearray(DB2_SIZE)
         self.markers = bytearray(MARKERS_SIZE)
@@ -107,6 +109,10 @@ class Memory:
         self.outputs[0] = 0b1000_0001
         struct.pack_into(">H", self.outputs, 2, 4321)
         self.update(0)
+
+    def update_bulk(self, tick: int) -> None:
+        if len(self.bulk) >= 4:
+            struct.pack_into(">I", self.bulk, 0, tick)
 
     def update(self, tick: int) -> None:
         """Move the simulated values to ``tick`` (not the writable places)."""

@@ -52,8 +52,10 @@ def _spec(spec: dict[str, Any]) -> list[int]:
 class SimulatedPlc:
     """One PLC: its memory, its server on ``host:port`` (0: a free one)."""
 
-    def __init__(self, plc: int, record: IO[str] | None, lock: threading.Lock) -> None:
-        self.memory = Memory(plc)
+    def __init__(
+        self, plc: int, record: IO[str] | None, lock: threading.Lock, bulk_bytes: int = 0
+    ) -> None:
+        self.memory = Memory(plc, bulk_bytes)
         self.server = RecordingServer(record, lock)
         memory = self.memory
         for area, index, data in (
@@ -62,6 +64,7 @@ class SimulatedPlc:
             (SrvArea.MK, 0, memory.markers),
             (SrvArea.PE, 0, memory.inputs),
             (SrvArea.PA, 0, memory.outputs),
+            *([(SrvArea.DB, 100, memory.bulk)] if memory.bulk else []),
         ):
             self.server.register_area(area, index, data)
 
@@ -77,6 +80,9 @@ class SimulatedPlc:
         locks = self.server.area_locks
         with locks[S7Area.DB, 1], locks[S7Area.MK, 0], locks[S7Area.PE, 0]:
             self.memory.update(tick)
+        if self.memory.bulk:
+            with locks[S7Area.DB, 100]:
+                self.memory.update_bulk(tick)
 
     def stop(self) -> None:
         self.server.stop()
