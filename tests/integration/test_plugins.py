@@ -74,6 +74,7 @@ def test_a_device_of_a_test_plugin_runs_end_to_end(tmp_path: Path, mosquitto: Mo
             assert fields == {
                 "modbus": ["host", "port", "unit"],
                 "opcua": ["endpoint"],
+                "s7": ["host", "port", "rack", "slot"],
                 "counter": [],
             }
             created = httpx.post(
