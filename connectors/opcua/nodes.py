@@ -17,10 +17,11 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from asyncua import ua
-from asyncua.ua.object_ids import ObjectIds
+if TYPE_CHECKING:
+    from asyncua import ua
 
 __all__ = [
     "BrowsePath",
@@ -43,7 +44,12 @@ _QUALIFIED = re.compile(r"^(\d+):(.+)$")
 
 
 def make_node_id(identifier: int | str | uuid.UUID | bytes, namespace: int = 0) -> ua.NodeId:
-    """A ``ua.NodeId``, its identifier wrapped in the asyncua types its signature asks for."""
+    """A ``ua.NodeId``, its identifier wrapped in the asyncua types its signature asks for.
+
+    asyncua is imported here, not with the module: checking a config (which parses node ids)
+    must not cost asyncua's 25 MB and 0.3 s in a gateway without OPC UA devices."""
+    from asyncua import ua
+
     index = ua.Int16(namespace)
     if isinstance(identifier, bool):
         raise TypeError("a node id identifier is not a bool")
@@ -56,7 +62,11 @@ def make_node_id(identifier: int | str | uuid.UUID | bytes, namespace: int = 0) 
     return ua.NodeId(ua.ByteString(identifier), index, ua.NodeIdType.ByteString)
 
 
-_HIERARCHICAL = make_node_id(ObjectIds.HierarchicalReferences)
+@cache
+def _hierarchical() -> ua.NodeId:
+    from asyncua.ua.object_ids import ObjectIds
+
+    return make_node_id(ObjectIds.HierarchicalReferences)
 
 
 class UnknownNamespace(LookupError):
@@ -155,6 +165,8 @@ class BrowsePath:
         self, default_namespace: str | None, namespaces: Sequence[str]
     ) -> ua.RelativePath:
         """The path for TranslateBrowsePathsToNodeIds; raises UnknownNamespace."""
+        from asyncua import ua
+
         default = (
             None if default_namespace is None else _namespace_index(default_namespace, namespaces)
         )
@@ -165,7 +177,7 @@ class BrowsePath:
                 raise UnknownNamespace("(none: set the group's 'namespace')")
             elements.append(
                 ua.RelativePathElement(
-                    ReferenceTypeId=_HIERARCHICAL,
+                    ReferenceTypeId=_hierarchical(),
                     IsInverse=False,  # type: ignore[arg-type]  # asyncua's Boolean is a bare class
                     IncludeSubtypes=True,  # type: ignore[arg-type]
                     TargetName=ua.QualifiedName(segment.name, index),
