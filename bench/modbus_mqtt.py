@@ -12,6 +12,8 @@ Reuses the integration tests' process helpers (tests/support): run it from the r
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -19,13 +21,16 @@ from typing import Any
 from bench.measure import Subscriber, measure_window
 from tests.support.gateway import GatewayProcess
 from tests.support.mosquitto import Mosquitto
+from tests.support.processes import ManagedProcess
 from tests.support.simulator import ModbusSimulator
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BULK_START = 1000
 
 
 def gateway_config(
-    broker: Mosquitto, sims: list[ModbusSimulator], args: argparse.Namespace
+    broker: tuple[str, int], sims: list[ModbusSimulator], args: argparse.Namespace
 ) -> dict[str, Any]:
     tags, period, qos = args.tags, args.period, args.qos
     profile = {
@@ -58,10 +63,11 @@ def gateway_config(
         "sinks": {
             "mqtt": {
                 "type": "mqtt",
-                "host": broker.host,
-                "port": broker.port,
+                "host": broker[0],
+                "port": broker[1],
                 "topic_prefix": "bench",
                 "qos": qos,
+                "max_inflight": args.max_inflight,
             }
         },
         "runtime": {"status_interval": 1, "outbox": {"enabled": args.outbox == "on"}},
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> str:
         sims: list[ModbusSimulator] = []
         gateway: GatewayProcess | None = None
         subscriber: Subscriber | None = None
+        stops: list[Callable[[], object]] = []
         try:
             remaining = args.devices
             while remaining:
@@ -90,7 +97,17 @@ def run(args: argparse.Namespace) -> str:
                 sims.append(sim.start())
                 remaining -= ports
             subscriber = Subscriber(broker.host, broker.port, "bench")
-            config = gateway_config(broker, sims, args)
+            link = (broker.host, broker.port)
+            if args.link_delay_ms > 0:
+                proxy = ManagedProcess(
+                    [sys.executable, "-m", "bench.delay_proxy", "--target",
+                     f"{broker.host}:{broker.port}", "--delay-ms", str(args.link_delay_ms)],
+                    work, name="delay-proxy", cwd=ROOT,
+                )  # fmt: skip
+                stops.append(proxy.stop)
+                proxy.start()
+                link = (broker.host, int(proxy.wait_for_line(r"READY port=(\d+)", 10).group(1)))
+            config = gateway_config(link, sims, args)
             gateway = GatewayProcess(work / "gateway", config).start()
             window = measure_window(
                 gateway,
@@ -107,6 +124,8 @@ def run(args: argparse.Namespace) -> str:
                 gateway.stop()
             for sim in sims:
                 sim.stop()
+            for stop in stops:
+                stop()
             broker.close()
     rate = window.values / window.elapsed
     expected = args.devices * args.tags / args.period
@@ -114,7 +133,8 @@ def run(args: argparse.Namespace) -> str:
     overruns = sum(int(s.get("overruns", 0)) for s in window.statuses.values())
     return (
         f"devices={args.devices} tags={args.tags} period={args.period:g}s qos={args.qos} "
-        f"outbox={args.outbox} api={args.api} "
+        f"outbox={args.outbox} api={args.api} link_delay={args.link_delay_ms:g}ms "
+        f"max_inflight={args.max_inflight} "
         f"values/s={rate:,.0f} (offered {expected:,.0f}, {100 * rate / expected:.1f}%) "
         f"{window.summary()} overruns={overruns} skipped_cycles={skipped}"
     )
@@ -131,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         "--devices-per-sim", type=int, default=50, help="devices (ports) per simulator process"
     )
     parser.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))
+    parser.add_argument(
+        "--link-delay-ms", type=float, default=0, help="gateway-broker delay each way (proxy)"
+    )
+    parser.add_argument("--max-inflight", type=int, default=256, help="the sink's max_inflight")
     parser.add_argument(
         "--outbox", choices=("on", "off"), default="on", help="the durable outbox (default on)"
     )

@@ -48,6 +48,10 @@ class BrokerConfig(SinkConfigBase):
     username: str | None = None
     password: SecretStr | None = None
     tls: MqttTlsConfig | None = None
+    max_inflight: int = Field(default=256, ge=1, le=65535)
+    """QoS 1/2 messages sent and not yet acknowledged, at most (paho's default is 20): the
+    throughput of a link is about this many per round trip. With MQTT 5, the broker's Receive
+    Maximum lowers it."""
     keepalive: int = Field(default=30, ge=5, le=3600)
     """Seconds between pings when idle; a dead connection is noticed within ~1.5x this."""
     protocol: Literal["3.1.1", "5"] = "3.1.1"

@@ -239,6 +239,7 @@ class Connection:
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
         self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self.client.max_inflight_messages_set(config.max_inflight)
         if config.username is not None:
             password = config.password.get_secret_value() if config.password else None
             self.client.username_pw_set(config.username, password)
@@ -384,6 +385,11 @@ class Connection:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        if receive_maximum is not None and receive_maximum < client.max_inflight_messages:
+            # paho does not apply the broker's Receive Maximum itself, and its setter refuses a
+            # change once connected; nothing is in flight before CONNACK, so this is safe.
+            client._max_inflight_messages = receive_maximum
         if not self.connack.done():
             self.connack.set_result(reason_code)
 

@@ -354,3 +354,21 @@ async def test_tls_refuses_a_broker_it_cannot_verify(
         async with running(config, new_gateway_id(), connect=False) as sink:
             await async_wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, 10)
             assert not sink.connected
+
+
+@pytest.mark.parametrize(("protocol", "expected"), [("3.1.1", 256), ("5", 5)])
+async def test_the_in_flight_window_is_configured_and_bounded_by_the_brokers_receive_maximum(
+    mosquitto_factory: Callable[..., Mosquitto], protocol: str, expected: int
+) -> None:
+    # Mosquitto tells MQTT 5 clients its max_inflight_messages as the CONNACK's Receive
+    # Maximum; sending more than that unacknowledged is a protocol error.
+    broker = mosquitto_factory(extra_config="max_inflight_messages 5")
+    config = config_for(broker, protocol=protocol, max_inflight=256)
+    gw = new_gateway_id()
+    async with running(config, gw) as sink:
+        conn = sink._conn
+        assert conn is not None
+        assert conn.client.max_inflight_messages == expected
+        with watch(broker, f"gateway/{gw}/+/telemetry") as watcher:
+            await sink.write([make_batch("d", i) for i in range(50)])  # more than the window
+            await watcher.wait_for_async(lambda m: m.json()["values"]["hr0"] == 49_000)
