@@ -15,7 +15,6 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -36,7 +35,6 @@ from gateway.plugins import DiscoveredTag
 
 __all__ = [
     "Variable",
-    "add_browse_arguments",
     "browse_variables",
     "discover",
     "render_table",
@@ -283,33 +281,6 @@ def _tag_name(path: tuple[str, ...], taken: set[str]) -> str:
         name = f"{base}_{n}"
     taken.add(name)
     return name
-
-
-def add_browse_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``gateway browse``."""
-    parser.add_argument("endpoint", help="opc.tcp://host:port[/path]")
-    parser.add_argument("--node", default="i=85", help="start node id (default i=85, Objects)")
-    parser.add_argument("--depth", type=int, default=10, help="levels below it (default 10)")
-    parser.add_argument("--yaml", action="store_true", help="print a device/profile YAML block")
-    parser.add_argument("--profile-id", help="id of the profile in the YAML (default: derived)")
-    parser.add_argument("--username", help="log in as this user")
-    parser.add_argument(
-        "--password", help="the user's password (default: environment OPCUA_PASSWORD)"
-    )
-    parser.add_argument("--policy", choices=("None", "Basic256Sha256"), default="None")
-    parser.add_argument("--mode", choices=("Sign", "SignAndEncrypt"), help="with --policy")
-    parser.add_argument(
-        "--trust-on-first-use",
-        action="store_true",
-        help="trust (and store) a server certificate never seen before",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("./data"),
-        help="where the client certificate and trusted server certificates are (./data)",
-    )
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
 
 
 def run_browse(args: argparse.Namespace) -> int:

@@ -60,7 +60,7 @@ class OpcUaPlugin:
         return build
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from connectors.opcua.browse import add_browse_arguments
+        from connectors.opcua.browse_args import add_browse_arguments
 
         add_browse_arguments(parser)
 
