@@ -274,7 +274,7 @@ class SparkplugSink:
         if message.topic == self._state_topic:
             self._host_state(bytes(message.payload))
         else:
-            self._tasks.spawn(self._command(message.topic, bytes(message.payload)))
+            self._tasks.spawn(self._carry_out(message.topic, bytes(message.payload)))
 
     def _host_state(self, payload: bytes) -> None:
         try:
@@ -306,6 +306,12 @@ class SparkplugSink:
             )
             self._online.clear()
             self._tasks.spawn(self._say_goodbye(conn))
+
+    async def _carry_out(self, topic: str, payload: bytes) -> None:
+        try:
+            await self._command(topic, payload)
+        except Exception:  # a command must never kill the sink, and never fail silently
+            log.exception("Sparkplug sink %s: the command on %s failed", self.name, topic)
 
     async def _command(self, topic: str, payload: bytes) -> None:
         try:
