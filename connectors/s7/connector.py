@@ -137,7 +137,8 @@ class S7Connector:
         return cycle
 
     async def _read(self, plan: _GroupPlan, cycle: Cycle) -> dict[int, bytes | str]:
-        """Every block's bytes, or why it could not be read."""
+        """Every block's bytes, or why it could not be read. A request with a refused or
+        malformed variable is one failure of the cycle (the first reason)."""
         buffers = {i: bytearray(b.size) for i, b in enumerate(plan.blocks)}
         failed: dict[int, str] = {}
         for request in plan.requests:
@@ -151,21 +152,22 @@ class S7Connector:
                 answers: Sequence[bytes | Refused] = await self._link.read(variables)
             except Refused as exc:
                 answers = [exc] * len(variables)
-                cycle.failures.append(Failure(FailureKind.REFUSED, f"read refused: {exc}"))
+            failure: Failure | None = None
             for part, answer in zip(request.parts, answers, strict=True):
                 block = plan.blocks[part.block]
                 where = f"{_area_name(block)} {block.start + part.offset}+{part.length}"
                 if isinstance(answer, Refused):
-                    failed.setdefault(part.block, f"{answer} reading {where}")
+                    reason, kind = f"{answer} reading {where}", FailureKind.REFUSED
                 elif len(answer) != part.length:
-                    failed.setdefault(
-                        part.block, f"{len(answer)} bytes in answer to {part.length} at {where}"
-                    )
+                    reason = f"{len(answer)} bytes in answer to {part.length} at {where}"
+                    kind = FailureKind.INVALID
                 else:
                     buffers[part.block][part.offset : part.offset + part.length] = answer
-        for reason in failed.values():
-            kind = FailureKind.INVALID if "bytes in answer" in reason else FailureKind.REFUSED
-            cycle.failures.append(Failure(kind, reason))
+                    continue
+                failed.setdefault(part.block, reason)
+                failure = failure or Failure(kind, reason)
+            if failure is not None:
+                cycle.failures.append(failure)
         return {i: failed.get(i) or bytes(buffers[i]) for i in buffers}
 
     async def write(self, writes: Sequence[TagWrite], verify: bool) -> list[WriteOutcome]:
