@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -77,56 +78,58 @@ def gateway_config(
     }
 
 
-def run(args: argparse.Namespace) -> str:
-    with TemporaryDirectory(prefix="bench-") as tmp:
+Stack = tuple[GatewayProcess, list[ModbusSimulator], Subscriber]
+
+
+@contextmanager
+def bench_stack(
+    args: argparse.Namespace,
+) -> Iterator[tuple[GatewayProcess, list[ModbusSimulator], Subscriber]]:
+    """Broker, simulators (and the delay proxy), a counting subscriber and the gateway, all
+    stopped by PID when the block ends."""
+    with TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stops:
         work = Path(tmp)
         broker = Mosquitto(work / "mosquitto").start()
+        stops.callback(broker.close)
         sims: list[ModbusSimulator] = []
-        gateway: GatewayProcess | None = None
-        subscriber: Subscriber | None = None
-        stops: list[Callable[[], object]] = []
-        try:
-            remaining = args.devices
-            while remaining:
-                ports = min(remaining, args.devices_per_sim)
-                sim = ModbusSimulator(
-                    work / f"sim{len(sims)}",
-                    "--ports", str(ports), "--bulk-registers", str(args.tags),
-                    "--log-level", "WARNING", port=0, name=f"sim{len(sims)}",
-                )  # fmt: skip
-                sims.append(sim.start())
-                remaining -= ports
-            subscriber = Subscriber(broker.host, broker.port, "bench")
-            link = (broker.host, broker.port)
-            if args.link_delay_ms > 0:
-                proxy = ManagedProcess(
-                    [sys.executable, "-m", "bench.delay_proxy", "--target",
-                     f"{broker.host}:{broker.port}", "--delay-ms", str(args.link_delay_ms)],
-                    work, name="delay-proxy", cwd=ROOT,
-                )  # fmt: skip
-                stops.append(proxy.stop)
-                proxy.start()
-                link = (broker.host, int(proxy.wait_for_line(r"READY port=(\d+)", 10).group(1)))
-            config = gateway_config(link, sims, args)
-            gateway = GatewayProcess(work / "gateway", config).start()
-            window = measure_window(
-                gateway,
-                [sim.process for sim in sims],
-                subscriber,
-                args.devices,
-                args.warmup,
-                args.duration,
-            )
-        finally:
-            if subscriber is not None:
-                subscriber.close()
-            if gateway is not None:
-                gateway.stop()
-            for sim in sims:
-                sim.stop()
-            for stop in stops:
-                stop()
-            broker.close()
+        remaining = args.devices
+        while remaining:
+            ports = min(remaining, args.devices_per_sim)
+            sim = ModbusSimulator(
+                work / f"sim{len(sims)}",
+                "--ports", str(ports), "--bulk-registers", str(args.tags),
+                "--log-level", "WARNING", port=0, name=f"sim{len(sims)}",
+            )  # fmt: skip
+            stops.callback(sim.stop)
+            sims.append(sim.start())
+            remaining -= ports
+        link = (broker.host, broker.port)
+        if args.link_delay_ms > 0:
+            proxy = ManagedProcess(
+                [sys.executable, "-m", "bench.delay_proxy", "--target",
+                 f"{broker.host}:{broker.port}", "--delay-ms", str(args.link_delay_ms)],
+                work, name="delay-proxy", cwd=ROOT,
+            )  # fmt: skip
+            stops.callback(proxy.stop)
+            proxy.start()
+            link = (broker.host, int(proxy.wait_for_line(r"READY port=(\d+)", 10).group(1)))
+        subscriber = Subscriber(broker.host, broker.port, "bench")
+        stops.callback(subscriber.close)
+        gateway = GatewayProcess(work / "gateway", gateway_config(link, sims, args))
+        stops.callback(gateway.stop)
+        yield gateway.start(), sims, subscriber
+
+
+def run(args: argparse.Namespace) -> str:
+    with bench_stack(args) as (gateway, sims, subscriber):
+        window = measure_window(
+            gateway,
+            [sim.process for sim in sims],
+            subscriber,
+            args.devices,
+            args.warmup,
+            args.duration,
+        )
     rate = window.values / window.elapsed
     expected = args.devices * args.tags / args.period
     skipped = sum(int(s.get("skipped_cycles", 0)) for s in window.statuses.values())
@@ -140,8 +143,7 @@ def run(args: argparse.Namespace) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=int, default=10)
     parser.add_argument("--tags", type=int, default=100, help="uint16 tags per device")
     parser.add_argument("--period", type=float, default=1.0, help="poll period, seconds")
@@ -161,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--api", choices=("on", "off"), default="on", help="control plane and local store"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
     print(run(parser.parse_args(argv)), flush=True)
     return 0
 
