@@ -69,6 +69,7 @@ def gateway_config(
                 "topic_prefix": "bench",
                 "qos": qos,
                 "max_inflight": args.max_inflight,
+                "protocol": args.protocol,
             }
         },
         "runtime": {"status_interval": 1, "outbox": {"enabled": args.outbox == "on"}},
@@ -89,7 +90,8 @@ def bench_stack(
     stopped by PID when the block ends."""
     with TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stops:
         work = Path(tmp)
-        broker = Mosquitto(work / "mosquitto").start()
+        inflight = f"max_inflight_messages {args.broker_inflight}"
+        broker = Mosquitto(work / "mosquitto", extra_config=inflight).start()
         stops.callback(broker.close)
         sims: list[ModbusSimulator] = []
         remaining = args.devices
@@ -137,7 +139,8 @@ def run(args: argparse.Namespace) -> str:
     return (
         f"devices={args.devices} tags={args.tags} period={args.period:g}s qos={args.qos} "
         f"outbox={args.outbox} api={args.api} link_delay={args.link_delay_ms:g}ms "
-        f"max_inflight={args.max_inflight} "
+        f"protocol={args.protocol} max_inflight={args.max_inflight or 'auto'} "
+        f"broker_inflight={args.broker_inflight} "
         f"values/s={rate:,.0f} (offered {expected:,.0f}, {100 * rate / expected:.1f}%) "
         f"{window.summary()} overruns={overruns} skipped_cycles={skipped}"
     )
@@ -156,7 +159,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--link-delay-ms", type=float, default=0, help="gateway-broker delay each way (proxy)"
     )
-    parser.add_argument("--max-inflight", type=int, default=256, help="the sink's max_inflight")
+    parser.add_argument(
+        "--max-inflight", type=int, help="the sink's max_inflight (default: the sink's default)"
+    )
+    parser.add_argument("--protocol", choices=("3.1.1", "5"), default="3.1.1")
+    parser.add_argument(
+        "--broker-inflight",
+        type=int,
+        default=20,
+        help="Mosquitto's max_inflight_messages (its Receive Maximum for MQTT 5), default 20",
+    )
     parser.add_argument(
         "--outbox", choices=("on", "off"), default="on", help="the durable outbox (default on)"
     )

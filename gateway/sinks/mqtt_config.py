@@ -48,10 +48,12 @@ class BrokerConfig(SinkConfigBase):
     username: str | None = None
     password: SecretStr | None = None
     tls: MqttTlsConfig | None = None
-    max_inflight: int = Field(default=256, ge=1, le=65535)
-    """QoS 1/2 messages sent and not yet acknowledged, at most (paho's default is 20): the
-    throughput of a link is about this many per round trip. With MQTT 5, the broker's Receive
-    Maximum lowers it."""
+    max_inflight: int | None = Field(default=None, ge=1, le=65535)
+    """QoS 1/2 messages sent and not yet acknowledged, at most: a link carries about this many
+    per round trip. None: with MQTT 5 the broker's Receive Maximum (what it says it takes),
+    with 3.1.1 20, which brokers accept by default (Mosquitto's max_inflight_messages). More
+    than the broker takes is refused, and a 3.1.1 broker may acknowledge and drop them (seen
+    with Mosquitto); with MQTT 5 a configured value is never above the Receive Maximum."""
     keepalive: int = Field(default=30, ge=5, le=3600)
     """Seconds between pings when idle; a dead connection is noticed within ~1.5x this."""
     protocol: Literal["3.1.1", "5"] = "3.1.1"

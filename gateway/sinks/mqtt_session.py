@@ -55,6 +55,9 @@ _TICK = 1.0
 _FINAL_PUBACK_REASONS = frozenset({0x87, 0x90, 0x99})
 """MQTT 5 PUBACK reasons that retrying cannot fix: not authorized, bad topic, bad payload."""
 _UNSPECIFIED_ERROR = 0x80
+_DEFAULT_INFLIGHT = 20
+"""MQTT 3.1.1 has no way to learn what the broker takes: paho's and Mosquitto's default."""
+_RECEIVE_MAXIMUM = 65535
 
 Message = tuple[str, bytes, bool]
 """Topic, payload, retain."""
@@ -239,7 +242,8 @@ class Connection:
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
         self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        self.client.max_inflight_messages_set(config.max_inflight)
+        self._max_inflight = config.max_inflight
+        self.client.max_inflight_messages_set(config.max_inflight or _DEFAULT_INFLIGHT)
         if config.username is not None:
             password = config.password.get_secret_value() if config.password else None
             self.client.username_pw_set(config.username, password)
@@ -385,11 +389,13 @@ class Connection:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        receive_maximum = getattr(properties, "ReceiveMaximum", None)
-        if receive_maximum is not None and receive_maximum < client.max_inflight_messages:
-            # paho does not apply the broker's Receive Maximum itself, and its setter refuses a
-            # change once connected; nothing is in flight before CONNACK, so this is safe.
-            client._max_inflight_messages = receive_maximum
+        if self._config.protocol == "5" and not reason_code.is_failure:
+            # MQTT 5: the CONNACK's Receive Maximum (65535 when absent). paho does not apply it
+            # itself, and its setter refuses a change once connected; nothing is in flight
+            # before CONNACK, so this is safe.
+            receive_maximum = getattr(properties, "ReceiveMaximum", _RECEIVE_MAXIMUM)
+            wanted = self._max_inflight or receive_maximum
+            client._max_inflight_messages = min(wanted, receive_maximum)
         if not self.connack.done():
             self.connack.set_result(reason_code)
 

@@ -356,14 +356,21 @@ async def test_tls_refuses_a_broker_it_cannot_verify(
             assert not sink.connected
 
 
-@pytest.mark.parametrize(("protocol", "expected"), [("3.1.1", 256), ("5", 5)])
+@pytest.mark.parametrize(
+    ("protocol", "configured", "expected"),
+    [("3.1.1", None, 20), ("3.1.1", 64, 64), ("5", None, 5), ("5", 256, 5), ("5", 3, 3)],
+)
 async def test_the_in_flight_window_is_configured_and_bounded_by_the_brokers_receive_maximum(
-    mosquitto_factory: Callable[..., Mosquitto], protocol: str, expected: int
+    mosquitto_factory: Callable[..., Mosquitto],
+    protocol: str,
+    configured: int | None,
+    expected: int,
 ) -> None:
     # Mosquitto tells MQTT 5 clients its max_inflight_messages as the CONNACK's Receive
-    # Maximum; sending more than that unacknowledged is a protocol error.
+    # Maximum; sending more than that unacknowledged is refused (3.1.1 has no way to say it:
+    # the default stays at what brokers accept by default).
     broker = mosquitto_factory(extra_config="max_inflight_messages 5")
-    config = config_for(broker, protocol=protocol, max_inflight=256)
+    config = config_for(broker, protocol=protocol, max_inflight=configured)
     gw = new_gateway_id()
     async with running(config, gw) as sink:
         conn = sink._conn
