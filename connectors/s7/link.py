@@ -96,7 +96,7 @@ class S7Link:
         except S7ProtocolError as exc:
             raise Refused(str(exc)) from exc
         except (S7ConnectionError, S7TimeoutError, OSError, TimeoutError) as exc:
-            await self._lost()
+            await self.close()
             raise ConnectorError(f"{self.device.address}: write failed: {_reason(exc)}") from exc
 
     def _live(self) -> AsyncClient:
@@ -109,7 +109,7 @@ class S7Link:
     ) -> dict[str, object]:
         connection = client.connection
         if connection is None:
-            await self._lost()
+            await self.close()
             raise ConnectorError(f"not connected to {self.device.address}")
         try:
             async with asyncio.timeout(self.device.timeout):
@@ -125,11 +125,8 @@ class S7Link:
             raise Refused(str(exc)) from exc
         except (S7ConnectionError, S7TimeoutError, OSError, TimeoutError) as exc:
             # Mid-answer, the stream's framing is lost: only a new connection is safe.
-            await self._lost()
+            await self.close()
             raise ConnectorError(f"{self.device.address}: {_reason(exc)}") from exc
-
-    async def _lost(self) -> None:
-        await self.close()
 
 
 def _variables(raw: object, count: int) -> list[bytes | Refused]:

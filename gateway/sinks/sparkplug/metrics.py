@@ -148,6 +148,10 @@ def datatype_of(value_type: ValueType | None, value: Value) -> int | None:
 
 
 _SIGNED = frozenset({pb.Int8, pb.Int16, pb.Int32, pb.Int64})
+_INTEGER_WIDTHS = {"int_value": 32, "long_value": 64}
+_WRITABLE_FIELDS = frozenset(
+    {"int_value", "long_value", "float_value", "double_value", "boolean_value", "string_value"}
+)
 
 
 def value_from_wire(metric: pb.Payload.Metric, datatype: int) -> Value:
@@ -156,15 +160,14 @@ def value_from_wire(metric: pb.Payload.Metric, datatype: int) -> Value:
     field = metric.WhichOneof("value")
     if field is None or metric.is_null:
         raise ValueError("carries no value")
-    if field not in ("int_value", "long_value", "float_value", "double_value"):
-        if field in ("boolean_value", "string_value"):
-            return getattr(metric, field)  # type: ignore[no-any-return]
+    if field not in _WRITABLE_FIELDS:
         raise ValueError(f"carries {field}, which cannot be written")
     value = getattr(metric, field)
-    if field in ("int_value", "long_value") and datatype == pb.Boolean:
+    width = _INTEGER_WIDTHS.get(field)
+    if width is None:
+        return value  # type: ignore[no-any-return]
+    if datatype == pb.Boolean:
         return bool(value)
-    if datatype in _SIGNED and field in ("int_value", "long_value"):
-        width = 32 if field == "int_value" else 64
-        if value >= 1 << (width - 1):
-            value -= 1 << width  # two's complement back to a negative number
+    if datatype in _SIGNED and value >= 1 << (width - 1):
+        value -= 1 << width  # two's complement back to a negative number
     return value  # type: ignore[no-any-return]

@@ -99,6 +99,7 @@ class SparkplugSink:
 
     @property
     def rejected_points(self) -> int:
+        """Sparkplug has no partial writes: a message is published whole or not at all."""
         return 0
 
     async def start(self) -> None:
