@@ -85,6 +85,23 @@ class _Layout:
         self.index = {tag: position for position, tag in enumerate(tags)}
 
 
+def _pack(layout: _Layout, readings: list[Reading]) -> tuple[array[float], int, int]:
+    """The batch's numeric good values in the layout's order (NaN: no value), how many there
+    are, and how many were skipped (NaN, infinities). KeyError for a tag not in the layout."""
+    values = array("d", _NO_VALUE) * len(layout.tags)
+    index, bad, kept, skipped = layout.index, Quality.BAD, 0, 0
+    for _, tag, value, quality, _, _, _ in readings:
+        if quality is bad or type(value) not in _NUMERIC:
+            continue
+        number = float(value)  # type: ignore[arg-type]
+        if not math.isfinite(number):
+            skipped += 1  # NaN marks "no value" in a frame
+            continue
+        values[index[tag]] = number
+        kept += 1
+    return values, kept, skipped
+
+
 class History:
     """One row (a *frame*) per sampled batch: the group's numeric values packed as float64,
     NaN where a tag has no value. A device's group sampled every 5 s is one INSERT, whatever
@@ -153,19 +170,14 @@ class History:
             return
         self._last[group] = ts
         layout = self._groups.get(group)
-        if layout is None or any(r.tag not in layout.index for r in readings):
+        try:
+            if layout is None:
+                raise KeyError(readings[0].tag)
+            values, kept, skipped = _pack(layout, readings)
+        except KeyError:  # a tag the group's layout does not have yet (rare)
             layout = self._extend(device, layout, readings)
-        values = array("d", _NO_VALUE) * len(layout.tags)
-        index, bad, kept = layout.index, Quality.BAD, 0
-        for _, tag, value, quality, _, _, _ in readings:
-            if quality is bad or type(value) not in _NUMERIC:
-                continue
-            number = float(value)  # type: ignore[arg-type]
-            if not math.isfinite(number):
-                self.skipped += 1  # NaN marks "no value" in a frame
-                continue
-            values[index[tag]] = number
-            kept += 1
+            values, kept, skipped = _pack(layout, readings)
+        self.skipped += skipped
         if kept:
             self._pending.append((layout.id, ts, values.tobytes()))
             self._pending_values += kept
