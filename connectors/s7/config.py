@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from functools import cached_property
 from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -118,14 +119,15 @@ class S7Tag(TagBase):
             raise ValueError(f"a deadband does not apply to {data_type.value}; use heartbeat")
         return self
 
-    @property
+    @cached_property
     def location(self) -> S7Address:
+        """The parsed address (parsed once: the planner, codec and writes all ask for it)."""
         return parse_address(self.address)
 
     @property
     def type(self) -> S7DataType:
         """The data type, given or the address's default."""
-        return self.data_type or _FITS[parse_address(self.address).size][0]
+        return self.data_type or _FITS[self.location.size][0]
 
     @property
     def size(self) -> int:
