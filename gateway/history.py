@@ -79,10 +79,11 @@ class _Layout:
 
     __slots__ = ("id", "index", "tags")
 
-    def __init__(self, layout_id: int, tags: list[str]) -> None:
+    def __init__(self, layout_id: int, tags: list[str], index: dict[str, int]) -> None:
         self.id = layout_id
         self.tags = tags
-        self.index = {tag: position for position, tag in enumerate(tags)}
+        self.index = index
+        """Tag → position; one dict shared by the layouts with the same tags (one profile)."""
 
 
 def _pack(layout: _Layout, readings: list[Reading]) -> tuple[array[float], int, int]:
@@ -126,13 +127,15 @@ class History:
         self._min_interval_ms = int(config.min_interval * 1000)
         self._groups: dict[tuple[str, str], _Layout] = {}
         """The latest layout of each group: (device, first tag of its batches)."""
-        self._by_tag: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        """(device, tag) → every (layout, position) that holds it."""
+        self._by_device: dict[str, list[_Layout]] = {}
+        """Every layout of each device, old ones included: a query looks for its tag in each."""
+        self._indexes: dict[tuple[str, ...], dict[str, int]] = {}
+        """The shared index of each tag list: 100 devices of one profile keep one, not 100."""
         self._next_layout = 1
         for layout_id, device, tags in self._db.execute(
             "SELECT id, device, tags FROM layouts ORDER BY id"
         ):
-            self._known(device, _Layout(layout_id, orjson.loads(tags)))
+            self._known(device, self._layout(layout_id, orjson.loads(tags)))
         self._new: list[tuple[int, str, str]] = []
         """Layouts numbered here but not yet stored: stored with the next flush, off the loop."""
         self._last: dict[tuple[str, str], int] = {}
@@ -149,10 +152,16 @@ class History:
         self._reader = concurrent.futures.ThreadPoolExecutor(1, "history-reader")
         """Queries run here, one at a time, never on the event loop."""
 
+    def _layout(self, layout_id: int, tags: list[str]) -> _Layout:
+        key = tuple(tags)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = {tag: position for position, tag in enumerate(tags)}
+        return _Layout(layout_id, tags, index)
+
     def _known(self, device: str, layout: _Layout) -> None:
         self._groups[device, layout.tags[0]] = layout
-        for position, tag in enumerate(layout.tags):
-            self._by_tag.setdefault((device, tag), []).append((layout.id, position))
+        self._by_device.setdefault(device, []).append(layout)
         self._next_layout = max(self._next_layout, layout.id + 1)
 
     def add(self, batch: Batch) -> None:
@@ -190,7 +199,7 @@ class History:
             if reading.tag not in known:
                 known.add(reading.tag)
                 tags.append(reading.tag)
-        extended = _Layout(self._next_layout, tags)
+        extended = self._layout(self._next_layout, tags)
         self._known(device, extended)
         self._new.append((extended.id, device, orjson.dumps(tags).decode()))
         return extended
@@ -269,11 +278,15 @@ class History:
     ) -> list[Sample]:
         """Samples of one tag, off the event loop."""
         loop = asyncio.get_running_loop()
-        places = self._by_tag.get((device, tag))
+        places = [
+            (layout.id, position)
+            for layout in self._by_device.get(device, ())
+            if (position := layout.index.get(tag)) is not None
+        ]
         if not places:
             return []
         return await loop.run_in_executor(
-            self._reader, self._query, list(places), start_ms, end_ms, bucket_ms
+            self._reader, self._query, places, start_ms, end_ms, bucket_ms
         )
 
     def _query(

@@ -41,16 +41,18 @@ class ModbusPlugin:
 
     def connector_factory(self, context: PluginContext) -> ConnectorFactory:
         """Devices on one endpoint (unit ids behind a gateway, an RS-485 line) share a link."""
-        from connectors.modbus.connector import ModbusConnector
+        from connectors.modbus.connector import ModbusConnector, ReadPlans
         from connectors.modbus.link import LinkPool
 
         # pymodbus logs every timeout and reconnect; the runtime reports state changes once.
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         links = LinkPool()
+        plans = ReadPlans()
 
         def build(device: DeviceBase, groups: Sequence[GroupBase]) -> Connector:
             assert isinstance(device, ModbusDeviceConfig)
-            return ModbusConnector(device, groups_of_type(groups, ModbusGroup, device.id), links)
+            own_groups = groups_of_type(groups, ModbusGroup, device.id)
+            return ModbusConnector(device, own_groups, links, plans)
 
         return build
 
