@@ -40,6 +40,7 @@ async def serve_api(app: FastAPI, api: ApiConfig, stop: asyncio.Event) -> None:
         if tls is None or tls.key_password is None
         else tls.key_password.get_secret_value(),
         lifespan="on",
+        ws="none",  # no WebSocket route: websockets stays unloaded (0.4 MiB)
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
