@@ -20,7 +20,7 @@ from gateway.datadir import DataDir
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.history import HISTORY_FILE
 from gateway.local_store import LocalStore
-from gateway.memory import settle_long_lived
+from gateway.memory import collect_less_often, settle_long_lived
 from gateway.plugins import ConnectorFactory, PluginContext, Plugins, SinkConfigBase, installed
 from gateway.protocols import DescribesDevices, Sink, TakesCommands
 from gateway.reading import Reading
@@ -129,6 +129,7 @@ class Gateway:
             for sink in takers:
                 sink.take_commands(handler)
         settle_long_lived()  # the libraries and every restored device
+        collect_less_often()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; ``runtime.started`` is set once devices are polled."""
