@@ -28,7 +28,9 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import BadSessionClosed, BadSessionIdInvalid, UaError, UaStatusCodeError
 
 from connectors.opcua.config import OpcUaDeviceConfig, OpcUaGroup, OpcUaTag
+from connectors.opcua.fast_publish import readings_from_changes
 from connectors.opcua.nodes import UnknownNamespace, chunks, parse_node_id
+from connectors.opcua.publish_loop import FastResult, decode_fast
 from connectors.opcua.security import ClientPki
 from connectors.opcua.session import (
     close_client,
@@ -192,6 +194,7 @@ class OpcUaConnector:
         max_read, max_items = await read_operation_limits(client)
         max_read = self.device.max_nodes_per_read or max_read
         await self._resolve(client, namespaces, max_read)
+        decode_fast(client.uaclient.session)
         for group in self._groups:
             if group.config.mode == "subscription":
                 await self._subscribe(client, group, max_items)
@@ -413,15 +416,22 @@ class _PublishHandler:
         self._names = group.names
         self._use_server = group.config.timestamps == "server"
 
-    def __call__(self, result: ua.PublishResult) -> None:
+    def __call__(self, result: ua.PublishResult | FastResult) -> None:
         connector = self._connector
         self._group.last_response = self._loop.time()
-        notifications = result.NotificationMessage.NotificationData
-        if not notifications:
-            return  # a keep-alive
         received_ns = time.time_ns()
         device = connector.device.id
         names = self._names
+        if isinstance(result, FastResult):  # data changes only (fast_publish.py)
+            for changes in result.publish.changes:
+                readings, _ = readings_from_changes(
+                    device, names, changes, self._use_server, received_ns
+                )
+                connector._deliver(Cycle(readings, received_ns, requests=1))
+            return
+        notifications = result.NotificationMessage.NotificationData
+        if not notifications:
+            return  # a keep-alive
         for notification in notifications:
             if isinstance(notification, ua.DataChangeNotification):
                 items = notification.MonitoredItems
