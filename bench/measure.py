@@ -83,9 +83,10 @@ def cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def peak_rss_mib(pid: int) -> float:
+def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak RSS (``VmRSS``: now) in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return math.nan
 
@@ -100,6 +101,8 @@ class Window:
     """Gateway CPU seconds in the window."""
     simulators_cpu: float
     peak_rss_mib: float
+    rss_mib: float
+    """At the end of the window: the peak may be a start-up moment."""
     statuses: dict[str, dict[str, Any]]
 
     def summary(self) -> str:
@@ -108,7 +111,7 @@ class Window:
             f"msgs/s={self.messages / self.elapsed:,.0f} "
             f"gateway_cpu={100 * self.cpu / self.elapsed:.1f}% "
             f"cpu/value={1e6 * self.cpu / max(self.values, 1):.2f}us "
-            f"peak_rss={self.peak_rss_mib:.1f}MiB "
+            f"peak_rss={self.peak_rss_mib:.1f}MiB rss_end={self.rss_mib:.1f}MiB "
             f"age_p50={percentile(self.ages_ms, 0.5):.1f}ms "
             f"age_p99={percentile(self.ages_ms, 0.99):.1f}ms "
             f"age_max={max(self.ages_ms, default=math.nan):.0f}ms "
@@ -149,5 +152,6 @@ def measure_window(
         cpu=cpu_seconds(process) - cpu_before,
         simulators_cpu=sum(cpu_seconds(p) for p in sim_processes) - sims_before,
         peak_rss_mib=peak_rss_mib(gateway.process.pid),
+        rss_mib=peak_rss_mib(gateway.process.pid, "VmRSS"),
         statuses=dict(subscriber.statuses),
     )

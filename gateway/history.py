@@ -22,7 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.reading import Batch, Quality, Reading
-from gateway.registry import open_database
+from gateway.registry import STREAM_CACHE_KIB, open_database
 
 __all__ = ["HISTORY_FILE", "History", "HistoryConfig", "Sample"]
 
@@ -109,9 +109,9 @@ class History:
     its number of tags, and its rows sit together; a query reads one float per frame."""
 
     def __init__(self, path: Path, config: HistoryConfig) -> None:
-        self._db = open_database(path)
+        self._db = open_database(path, cache_kib=STREAM_CACHE_KIB)
         """For the event loop: layouts and queries (WAL: never blocked by the writer)."""
-        self._writer = open_database(path)
+        self._writer = open_database(path, cache_kib=STREAM_CACHE_KIB)
         """For the worker thread, one job at a time: inserts and pruning."""
         old = [
             name

@@ -37,7 +37,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.reading import Batch, Quality, Reading
-from gateway.registry import open_database
+from gateway.registry import STREAM_CACHE_KIB, open_database
 
 _RECENT_DROPS = 16_384
 """Dropped rows remembered per sink, to take a drop back when its batch arrives after all:
@@ -175,7 +175,7 @@ class Outbox:
     def __init__(self, path: Path, sinks: Sequence[str], config: OutboxConfig) -> None:
         """Opens and reads the file on the calling thread: at start, before anything runs."""
         self.config = config
-        self._db = open_database(path)
+        self._db = open_database(path, cache_kib=STREAM_CACHE_KIB)
         self._db.execute(f"PRAGMA synchronous={config.sync.upper()}")
         # Checkpoint the WAL every 512 KB and cut it back to that size: with SQLite's default
         # (4 MB, never cut) a full disk holds everything in the WAL, and neither a checkpoint
