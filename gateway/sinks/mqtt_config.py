@@ -5,11 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.plugins import SinkConfigBase
 
-__all__ = ["BrokerConfig", "MqttConfig", "MqttTlsConfig"]
+__all__ = ["BrokerConfig", "MqttConfig", "MqttTlsConfig", "parse_address"]
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port`` (``[v6 address]:port``) → (host, port); ValueError saying what is wrong."""
+    host, colon, port_text = address.rpartition(":")
+    if not colon or not host:
+        raise ValueError("expected host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or (":" in host and not address.startswith("[")):
+        raise ValueError("expected host:port ([address]:port for IPv6)")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not 1..65535")
+    return host, int(port_text)
 
 
 class MqttTlsConfig(BaseModel):
@@ -43,6 +65,10 @@ class BrokerConfig(SinkConfigBase):
 
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
+    brokers: list[str] = Field(default_factory=list, max_length=32)
+    """The nodes of a broker cluster, ``host:port`` each (``[v6 address]:port``), instead of
+    ``host`` and ``port``: a lost connection goes on with the next node (see
+    mqtt_session.keep_connected). Every node must serve the same topics and sessions."""
     client_id: str | None = Field(default=None, min_length=1)
     """MQTT client id; None means ``{gateway id}.{sink name}``, unique per gateway and sink."""
     username: str | None = None
@@ -63,6 +89,31 @@ class BrokerConfig(SinkConfigBase):
     """Seconds: first reconnect delay; later ones grow exponentially with full jitter."""
     reconnect_max: float = Field(default=30.0, gt=0)
     """Seconds: the longest reconnect delay."""
+
+    @field_validator("brokers")
+    @classmethod
+    def _valid_addresses(cls, brokers: list[str]) -> list[str]:
+        for index, address in enumerate(brokers):
+            try:
+                parse_address(address)
+            except ValueError as exc:
+                raise ValueError(f"brokers[{index}] {address!r}: {exc}") from None
+        if len({a.casefold() for a in brokers}) != len(brokers):
+            raise ValueError("a broker is listed twice")
+        return brokers
+
+    @model_validator(mode="after")
+    def _brokers_or_host(self) -> BrokerConfig:
+        if self.brokers and {"host", "port"} & self.model_fields_set:
+            raise ValueError("brokers replaces host and port: set one or the other")
+        return self
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The broker nodes to try, in order."""
+        if self.brokers:
+            return [parse_address(address) for address in self.brokers]
+        return [(self.host, self.port)]
 
     @field_validator("protocol", mode="before")
     @classmethod

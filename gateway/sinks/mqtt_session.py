@@ -46,6 +46,7 @@ __all__ = [
     "keep_connected",
     "open_connection",
     "tls_context",
+    "where_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,15 @@ class SessionTasks:
 
 
 async def open_connection(
-    config: BrokerConfig, client_id: str, will: Will, tls: ssl.SSLContext | None
+    config: BrokerConfig,
+    address: tuple[str, int],
+    client_id: str,
+    will: Will,
+    tls: ssl.SSLContext | None,
 ) -> Connection:
-    """One connection attempt: connect, await CONNACK. Raises ConnectFailed."""
-    conn = Connection(config, client_id, will, tls)
+    """One connection attempt to the broker node at ``address``: connect, await CONNACK.
+    Raises ConnectFailed."""
+    conn = Connection(config, address, client_id, will, tls)
     connecting = asyncio.get_running_loop().run_in_executor(None, conn.connect)
     try:
         await asyncio.shield(connecting)
@@ -129,25 +135,37 @@ async def open_connection(
     return conn
 
 
+def where_of(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def keep_connected(
-    where: str,
+    label: str,
     config: BrokerConfig,
-    connect: Callable[[], Awaitable[Connection]],
+    connect: Callable[[tuple[str, int]], Awaitable[Connection]],
     serve: Callable[[Connection], Awaitable[None]],
 ) -> None:
     """Connect, serve, reconnect with full-jitter backoff, forever.
 
-    ``serve`` returns when the connection is over (closed, or ended on purpose). An outage is
-    logged as a warning once (then each new reason once, at info) and its end once; attempts
-    themselves only at debug.
+    With several broker nodes (``config.brokers``), a lost connection or a failed attempt goes
+    on with the next node: one round over the nodes costs at most ``reconnect_min`` per node,
+    and the backoff grows with each round that found none. ``serve`` returns when the
+    connection is over (closed, or ended on purpose). An outage is logged as a warning once
+    (then each new reason once, at info) and its end once, with how long it lasted; attempts
+    themselves only at debug. ``label`` says whose connection it is ("sink mqtt").
     """
-    attempt = 0
+    addresses = config.addresses
+    node = 0
+    failures = 0
+    """Failed attempts since the last connection."""
     ever_connected = False
     outage_since: float | None = None
     reasons: set[str] = set()
     while True:
+        where = f"{where_of(addresses[node])} ({label})"
         try:
-            conn = await connect()
+            conn = await connect(addresses[node])
         except Exception as exc:  # the loop outlives any failed attempt
             unexpected = not isinstance(exc, ConnectFailed)
             reason = f"{type(exc).__name__}: {exc}" if unexpected else str(exc)
@@ -164,8 +182,13 @@ async def keep_connected(
             else:
                 log.debug("MQTT broker %s still unavailable: %s", where, reason)
             reasons.add(reason)
-            ceiling = min(config.reconnect_max, config.reconnect_min * 2.0 ** min(attempt, 30))
-            attempt += 1
+            node = (node + 1) % len(addresses)
+            failures += 1
+            rounds, in_round = divmod(failures, len(addresses))
+            if in_round:  # other nodes of this round are still to be tried: soon
+                await asyncio.sleep(random.uniform(0, config.reconnect_min))
+                continue
+            ceiling = min(config.reconnect_max, config.reconnect_min * 2.0 ** min(rounds - 1, 30))
             await asyncio.sleep(random.uniform(config.reconnect_min, ceiling))
             continue
 
@@ -174,10 +197,11 @@ async def keep_connected(
             log.info("MQTT broker %s reachable again after %.1f s", where, outage)
         else:
             log.info("connected to MQTT broker %s", where)
-        attempt, ever_connected, outage_since = 0, True, None
+        failures, ever_connected, outage_since = 0, True, None
         reasons.clear()
         await serve(conn)
         outage_since = time.monotonic()
+        node = (node + 1) % len(addresses)  # the node may be gone: the next one first
         log.warning(
             "lost the connection to MQTT broker %s (%s); reconnecting in the background",
             where,
@@ -219,6 +243,7 @@ class Connection:
     def __init__(
         self,
         config: BrokerConfig,
+        address: tuple[str, int],
         client_id: str,
         will: Will,
         tls: ssl.SSLContext | None,
@@ -231,7 +256,8 @@ class Connection:
         self.pending: dict[int, _Acks] = {}
         """Acknowledgements awaited, by message id."""
         self._config = config
-        self._where = f"{config.host}:{config.port}"
+        self.address = address
+        self._where = where_of(address)
         self._fd = -1
         self._ssl_sock: ssl.SSLSocket | None = None
         self._writing = False
@@ -252,7 +278,8 @@ class Connection:
 
     def connect(self) -> None:
         """Open the socket and send CONNECT. Blocking: runs in the executor, no callbacks set."""
-        rc = self.client.connect(self._config.host, self._config.port, self._config.keepalive)
+        host, port = self.address
+        rc = self.client.connect(host, port, self._config.keepalive)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise ConnectionError(mqtt.error_string(rc))
 

@@ -39,6 +39,7 @@ from gateway.sinks.mqtt_session import (
     keep_connected,
     open_connection,
     tls_context,
+    where_of,
 )
 from gateway.sinks.sparkplug.config import SparkplugConfig
 from gateway.sinks.sparkplug.node import NAMESPACE, REBIRTH, EdgeNode, Published
@@ -64,7 +65,8 @@ class SparkplugSink:
         node_id = config.edge_node_id or gateway_id
         self.node = EdgeNode(group_id, node_id, _gateway_version())
         self._client_id = config.client_id or f"{gateway_id}.{name}"
-        self._where = f"{config.host}:{config.port} (sink {name})"
+        self._label = f"sink {name}"
+        self._where = " or ".join(where_of(address) for address in config.addresses)
         self._bdseq_file = data_dir / f"sparkplug-{name}.bdseq"
         self._bdseq = -1
         """The ``bdSeq`` of the current (or last) connection."""
@@ -111,7 +113,7 @@ class SparkplugSink:
             self._tls = tls_context(self._config.tls)
         self._bdseq = await asyncio.to_thread(_read_bdseq, self._bdseq_file)
         self._tasks.supervisor = asyncio.create_task(
-            keep_connected(self._where, self._config, self._connect, self._serve),
+            keep_connected(self._label, self._config, self._connect, self._serve),
             name=f"sparkplug-supervisor:{self.name}",
         )
 
@@ -172,7 +174,7 @@ class SparkplugSink:
     def _born(self) -> Connection:
         conn = self._conn
         if conn is None or conn.closed.is_set():
-            raise RetryableSinkError(f"not connected to broker {self._where}")
+            raise RetryableSinkError(f"not connected to broker {self._where} ({self._label})")
         if not self._online.is_set():
             raise RetryableSinkError(
                 f"waiting for primary host {self._config.primary_host_id} to be online"
@@ -184,14 +186,14 @@ class SparkplugSink:
             batch = [(m.topic, m.payload, False) for m in messages]
             await conn.deliver(batch, 0, self._config.publish_timeout)
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, address: tuple[str, int]) -> Connection:
         """A new connection with the next bdSeq in its will (kept on disk before CONNECT goes
         out; used up only if it may have reached the broker); subscribe before any birth."""
         bdseq = (self._bdseq + 1) & 0xFF
         await asyncio.to_thread(_write_bdseq, self._bdseq_file, bdseq)
         will = Will(self.node.death_topic, self.node.death(bdseq), 1, False)
         try:
-            conn = await open_connection(self._config, self._client_id, will, self._tls)
+            conn = await open_connection(self._config, address, self._client_id, will, self._tls)
         except ConnectFailed as failed:
             if failed.sent:
                 self._bdseq = bdseq
