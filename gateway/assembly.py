@@ -18,11 +18,12 @@ from gateway.config import GatewayConfig
 from gateway.control import ControlPlane
 from gateway.datadir import DataDir
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.fleet.agent import ConfigAgent
 from gateway.history import HISTORY_FILE
 from gateway.local_store import LocalStore
 from gateway.memory import collect_less_often, settle_long_lived
 from gateway.plugins import ConnectorFactory, PluginContext, Plugins, SinkConfigBase, installed
-from gateway.protocols import DescribesDevices, Sink, TakesCommands
+from gateway.protocols import CarriesConfig, DescribesDevices, Sink, TakesCommands
 from gateway.reading import Reading
 from gateway.registry import DATABASE_FILE, Registry, open_database
 from gateway.runtime import Runtime
@@ -128,8 +129,26 @@ class Gateway:
                 )
             for sink in takers:
                 sink.take_commands(handler)
+        if config.fleet.enabled:
+            self._carry_config(config)
         settle_long_lived()  # the libraries and every restored device
         collect_less_often()
+
+    def _carry_config(self, config: GatewayConfig) -> None:
+        """Take desired configurations over the fleet's MQTT sink (gateway/fleet/agent.py)."""
+        carriers = [sink for sink in self.sinks if isinstance(sink, CarriesConfig)]
+        wanted = config.fleet.sink
+        if wanted is not None:
+            carriers = [sink for sink in carriers if sink.name == wanted]
+        if len(carriers) != 1:
+            found = ", ".join(sink.name for sink in carriers) or "none"
+            problem = (
+                f"no MQTT sink named {wanted!r}"
+                if wanted is not None
+                else f"exactly one MQTT sink carries it, or name it in fleet.sink (found {found})"
+            )
+            raise ConfigError([ConfigProblem("fleet.sink", problem)])
+        carriers[0].carry_config(ConfigAgent(self.control).handle)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; ``runtime.started`` is set once devices are polled."""

@@ -1,4 +1,4 @@
-"""The ``gateway`` command: run, check-config, demo, watch, browse."""
+"""The ``gateway`` command: run, check-config, demo, watch, fleet, browse."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 from gateway.assembly import Gateway
 from gateway.config import GatewayConfig, load_config
@@ -41,6 +43,18 @@ def _parser(plugins: Plugins) -> argparse.ArgumentParser:
     watch.add_argument("--host", default="127.0.0.1")
     watch.add_argument("--port", type=int, default=1883)
     watch.add_argument("--count", type=int, help="stop after this many messages")
+    fleet = commands.add_parser(
+        "fleet", help="list the gateways on a broker; push a desired configuration"
+    )
+    fleet.add_argument("--broker", default="127.0.0.1:1883", help="host:port (default %(default)s)")
+    fleet.add_argument("--prefix", default="gateway", help="the sinks' topic_prefix")
+    fleet.add_argument("--json", action="store_true", help="JSON for scripts")
+    fleet.add_argument("--wait", type=float, default=10.0, help="seconds to wait (default 10)")
+    fleet.add_argument("--username", help="MQTT user (password: FLEET_MQTT_PASSWORD)")
+    actions = fleet.add_subparsers(dest="fleet_command")
+    push = actions.add_parser("push", help="publish (retained) and wait for the reports")
+    push.add_argument("gateways", nargs="+", metavar="GATEWAY", help="gateway id(s)")
+    push.add_argument("file", type=Path, help="YAML or JSON: version, profiles, devices")
     for name, provider in plugins.commands().items():
         provider.add_arguments(commands.add_parser(name, help=provider.command_help))
     return parser
@@ -55,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(plugins).parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.files)
+    if args.command == "fleet":
+        return _fleet(args)
     if args.command == "watch":
         return watch(args.host, args.port, args.topics, args.count)
     provider = plugins.commands().get(args.command)
@@ -84,6 +100,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         log.error("%s", exc)
         return 1
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    import os
+
+    from gateway.fleet import view
+    from gateway.sinks.mqtt_config import parse_address
+
+    try:
+        broker = parse_address(args.broker)
+    except ValueError as exc:
+        print(f"fleet: --broker {args.broker!r}: {exc}", file=sys.stderr)
+        return 2
+    password = os.environ.get("FLEET_MQTT_PASSWORD")
+    try:
+        if args.fleet_command == "push":
+            try:
+                document = view.load_desired(args.file)
+            except (OSError, ValueError, yaml.YAMLError) as exc:
+                print(f"fleet push: {exc}", file=sys.stderr)
+                return 2
+            reports = view.push_desired(
+                broker, args.prefix, args.gateways, document, args.wait, args.username, password
+            )
+            return view.print_pushed(reports, args.json)
+        seen = view.fleet_view(broker, args.prefix, args.wait, args.username, password)
+    except ConnectionError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 1
+    view.print_fleet(seen, args.json)
+    return 0
 
 
 def _check_config(files: Sequence[Path]) -> int:

@@ -20,11 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from gateway.api.config import ApiConfig
 from gateway.devices import DeviceBase, GroupBase, ProfileBase
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.fleet.config import FleetConfig
 from gateway.outbox import OutboxConfig
 from gateway.plugins import Plugins, SinkConfigBase, installed
 from gateway.writeback import WritesConfig
 
 __all__ = [
+    "ENV_REF",
     "READING_BYTES",
     "DeviceConfig",
     "GatewayConfig",
@@ -36,6 +38,7 @@ __all__ = [
     "config_model",
     "device_adapter",
     "device_union",
+    "expand_env",
     "format_location",
     "load_config",
     "parse_config",
@@ -110,6 +113,7 @@ class GatewayConfig(BaseModel):
     runtime: RuntimeConfig = RuntimeConfig()
     api: ApiConfig = ApiConfig()
     writes: WritesConfig = WritesConfig()
+    fleet: FleetConfig = FleetConfig()
     profiles: list[ProfileBase] = Field(default_factory=list)
     devices: list[DeviceBase] = Field(default_factory=list)
 
@@ -189,15 +193,15 @@ def _union_tags(plugins: Plugins | None) -> frozenset[str]:
 
 
 _SECRET = re.compile(r"password|token|secret", re.IGNORECASE)
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env(node: Any, path: str, problems: list[ConfigProblem]) -> Any:
+def expand_env(node: Any, path: str, problems: list[ConfigProblem]) -> Any:
     """Replace ${NAME} and ${NAME:-default} in strings, so secrets stay out of files."""
     if isinstance(node, dict):
-        return {k: _expand_env(v, _join(path, k), problems) for k, v in node.items()}
+        return {k: expand_env(v, _join(path, k), problems) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_env(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+        return [expand_env(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
 
         def substitute(match: re.Match[str]) -> str:
@@ -208,7 +212,7 @@ def _expand_env(node: Any, path: str, problems: list[ConfigProblem]) -> Any:
                 return ""
             return value
 
-        return _ENV_REF.sub(substitute, node)
+        return ENV_REF.sub(substitute, node)
     return node
 
 
@@ -368,7 +372,7 @@ def parse_config(
     """Validate an already-loaded document (from YAML or an API body)."""
     plugins = plugins or installed()
     problems: list[ConfigProblem] = []
-    data = _expand_env(data, "", problems)
+    data = expand_env(data, "", problems)
     if problems:
         raise ConfigError(problems, source)
     if not isinstance(data, dict):

@@ -49,6 +49,8 @@ MASK = "**********"
 _DEVICE_AT = re.compile(r"\(device devices\[(\d+)\]\)")
 """How check_references names the device a profile problem was found for."""
 
+_SECTION_AT = re.compile(r"(devices|profiles)\[(\d+)\]")
+
 _SLICE = 50
 """Devices handled between two yields to the event loop in bulk work: a few ms, and no more
 new devices' first steps (their connections) in one loop pass."""
@@ -281,6 +283,82 @@ class ControlPlane:
             del self.api_profiles[profile_id]
             self._index_profiles()
             self._apply()
+
+    # -- a desired configuration (pushed to the gateway over MQTT) ----------------------------
+
+    async def reconcile(
+        self, profiles: Sequence[ProfileConfig], devices: Sequence[DeviceConfig]
+    ) -> dict[str, int]:
+        """Make what the API manages exactly ``profiles`` and ``devices``: checked as a whole,
+        with the file's, as a file is (problems named ``devices[2].port``), then stored in one
+        transaction and applied live, touching only what changed. What the file defines stays.
+        Returns how many devices and profiles were added, changed and removed."""
+        async with self._changing:
+            self._check_desired(profiles, devices)
+            current = {d.id: d for d in self.catalog.devices("api")}
+            wanted = {d.id: d for d in devices}
+            added = [d for d in devices if d.id not in current]
+            changed = [d for d in devices if d.id in current and d != current[d.id]]
+            removed = [device_id for device_id in current if device_id not in wanted]
+            wanted_profiles = {p.id: p for p in profiles}
+            put_profiles = [p for p in profiles if self.api_profiles.get(p.id) != p]
+            removed_profiles = [p for p in self.api_profiles if p not in wanted_profiles]
+            await self._registry.apply(put_profiles, [*added, *changed], removed, removed_profiles)
+            self.api_profiles = dict(wanted_profiles)
+            self._index_profiles()
+            for device_id in removed:
+                self.catalog.remove(device_id)
+            for device in [*added, *changed]:
+                self.catalog.put(device, "api")
+            self._apply()
+            # Devices of a changed profile run with its old tags until synced.
+            touched = {p.id for p in put_profiles}
+            profile_users = [
+                d for d in devices if d.profile in touched and d.id in current and d not in changed
+            ]
+            for index, device_id in enumerate(removed):
+                if device_id in self._runtime.devices:
+                    await self._runtime.remove_device(device_id, forget=True)
+                if self._store is not None:
+                    self._store.forget(device_id)
+                if index % _SLICE == _SLICE - 1:
+                    await asyncio.sleep(0)
+            for index, device in enumerate([*added, *changed, *profile_users]):
+                await self._sync(device)
+                if index % _SLICE == _SLICE - 1:
+                    await asyncio.sleep(0)
+            settle_long_lived()
+            return {
+                "devices_added": len(added),
+                "devices_changed": len(changed),
+                "devices_removed": len(removed),
+                "profiles_put": len(put_profiles),
+                "profiles_removed": len(removed_profiles),
+            }
+
+    def _check_desired(
+        self, profiles: Sequence[ProfileConfig], devices: Sequence[DeviceConfig]
+    ) -> None:
+        """The file's profiles and devices with these after them, checked as one file."""
+        file = self.file_config
+        candidate = file.model_copy(
+            update={
+                "devices": [*file.devices, *devices],
+                "profiles": [*file.profiles, *profiles],
+            }
+        )
+        shift = {"devices": len(file.devices), "profiles": len(file.profiles)}
+        problems = []
+        for problem in check_references(candidate, self.plugins):
+            path = problem.path
+            match = _SECTION_AT.match(path)
+            if match is not None:
+                section, index = match[1], int(match[2]) - shift[match[1]]
+                where = f"{section}[{index}]" if index >= 0 else f"the file's {section}"
+                path = where + path[match.end() :]
+            problems.append(ConfigProblem(path, problem.message))
+        if problems:
+            raise ConfigError(problems)
 
     # -- internals ---------------------------------------------------------------------------
 

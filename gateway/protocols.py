@@ -15,8 +15,10 @@ from gateway.status import DeviceStatus
 from gateway.tags import TagBase
 
 __all__ = [
+    "CarriesConfig",
     "Command",
     "CommandHandler",
+    "ConfigHandler",
     "Connectable",
     "Connector",
     "CountsRejections",
@@ -171,6 +173,21 @@ class TakesCommands(Protocol):
     the handler's reply."""
 
     def take_commands(self, handler: CommandHandler) -> None: ...
+
+
+ConfigHandler = Callable[[bytes], Awaitable[bytes | None]]
+"""Takes a desired configuration document; answers the report to publish (None: none)."""
+
+
+@runtime_checkable
+class CarriesConfig(Protocol):
+    """Sinks that can bring this gateway a desired configuration and carry its report back
+    (the MQTT sink: ``{prefix}/{gateway}/config/desired`` and ``.../reported``, retained)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def carry_config(self, handler: ConfigHandler) -> None: ...
 
 
 class DeviceDirectory(Protocol):

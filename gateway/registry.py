@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from gateway.devices import DeviceBase
+from gateway.devices import DeviceBase, ProfileBase
 
 __all__ = ["DATABASE_FILE", "STREAM_CACHE_KIB", "Registry", "open_database", "registered_devices"]
 
@@ -106,6 +106,17 @@ class Registry:
         They are turned into documents on the registry's thread (10,000 of them take ~0.2 s)."""
         await self._off_loop(self._put_many, devices)
 
+    async def apply(
+        self,
+        profiles: Sequence[ProfileBase],
+        devices: Sequence[DeviceBase],
+        removed_devices: Sequence[str],
+        removed_profiles: Sequence[str],
+    ) -> None:
+        """Put and delete profiles and devices in one transaction: a desired configuration
+        lands whole or not at all."""
+        await self._off_loop(self._apply, profiles, devices, removed_devices, removed_profiles)
+
     def close(self) -> None:
         self._thread.shutdown(wait=True)
 
@@ -117,6 +128,24 @@ class Registry:
             self._db.execute("BEGIN")
             for device in devices:
                 self._put("devices", device.id, device.model_dump(mode="python"))
+
+    def _apply(
+        self,
+        profiles: Sequence[ProfileBase],
+        devices: Sequence[DeviceBase],
+        removed_devices: Sequence[str],
+        removed_profiles: Sequence[str],
+    ) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            for profile in profiles:
+                self._put("profiles", profile.id, profile.model_dump(mode="python"))
+            for device in devices:
+                self._put("devices", device.id, device.model_dump(mode="python"))
+            for device_id in removed_devices:
+                self._delete("devices", device_id)
+            for profile_id in removed_profiles:
+                self._delete("profiles", profile_id)
 
     def _delete(self, table: str, key: str) -> None:
         self._db.execute(f"DELETE FROM {table} WHERE id = ?", (key,))

@@ -19,17 +19,19 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.errors import ConfigError, ConfigProblem, RetryableSinkError, SinkError
-from gateway.protocols import Command, CommandHandler
+from gateway.protocols import Command, CommandHandler, ConfigHandler
 from gateway.reading import Batch
 from gateway.sinks.mqtt_config import MqttConfig
 from gateway.sinks.mqtt_payload import (
     CLEARED,
     command_topic,
+    desired_config_topic,
     device_status_topic,
     encode_device_status,
     encode_gateway_status,
     encode_telemetry,
     gateway_status_topic,
+    reported_config_topic,
     telemetry_topic,
 )
 from gateway.sinks.mqtt_session import (
@@ -40,6 +42,7 @@ from gateway.sinks.mqtt_session import (
     keep_connected,
     open_connection,
     tls_context,
+    where_of,
 )
 from gateway.status import DeviceStatus
 
@@ -75,13 +78,17 @@ class MqttSink:
         self._client_id = config.client_id or f"{gateway_id}.{name}"
         self._config = config
         self._gateway_id = gateway_id
-        self._where = f"{config.host}:{config.port} (sink {name})"
+        self._label = f"sink {name}"
+        self._where = " or ".join(where_of(address) for address in config.addresses)
         self._status_topic = gateway_status_topic(config.topic_prefix, gateway_id)
         self._conn: Connection | None = None
         self._connected = asyncio.Event()
         self._tasks = SessionTasks()
         self._tls: ssl.SSLContext | None = None
         self._commands: CommandHandler | None = None
+        self._desired: ConfigHandler | None = None
+        self._online: bytes | None = None
+        """This connection's "online" status (its ts: when it connected)."""
 
     def take_commands(self, handler: CommandHandler) -> None:
         """Subscribe to ``{prefix}/{gateway}/+/set`` from the next connection on; each command
@@ -89,6 +96,11 @@ class MqttSink:
         correlation data). Retained commands are refused: a set point must never be replayed
         to a gateway that (re)connects later."""
         self._commands = handler
+
+    def carry_config(self, handler: ConfigHandler) -> None:
+        """Subscribe to ``{prefix}/{gateway}/config/desired`` from the next connection on and
+        publish the handler's report on ``.../config/reported`` (retained, QoS 1)."""
+        self._desired = handler
 
     @property
     def connected(self) -> bool:
@@ -144,6 +156,11 @@ class MqttSink:
             )
             for status in statuses
         ]
+        if self._online is not None:
+            # Ours again: on a broker cluster, the will of a connection lost on one node can
+            # be published after this one said "online" (seen with NATS): a stale "offline"
+            # lasts until the next refresh, not until the next reconnect.
+            messages.append((self._status_topic, self._online, True))
         await conn.deliver(messages, self._config.qos, self._config.publish_timeout)
 
     async def clear_device_status(self, device: str) -> None:
@@ -178,11 +195,11 @@ class MqttSink:
     def _live(self) -> Connection:
         conn = self._conn
         if conn is None or conn.closed.is_set():
-            raise RetryableSinkError(f"not connected to broker {self._where}")
+            raise RetryableSinkError(f"not connected to broker {self._where} ({self._label})")
         return conn
 
     async def _supervise(self) -> None:
-        await keep_connected(self._where, self._config, self._connect, self._serve)
+        await keep_connected(self._label, self._config, self._connect, self._serve)
 
     async def _serve(self, conn: Connection) -> None:
         self._conn = conn
@@ -191,19 +208,41 @@ class MqttSink:
         self._connected.clear()
         self._conn = None
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, address: tuple[str, int]) -> Connection:
         """One connection attempt: connect, await CONNACK, announce "online"."""
         config = self._config
         will = Will(self._status_topic, encode_gateway_status(False, _now_ms()), config.qos, True)
-        conn = await open_connection(config, self._client_id, will, self._tls)
-        online = encode_gateway_status(True, _now_ms())
+        conn = await open_connection(config, address, self._client_id, will, self._tls)
+        online = self._online = encode_gateway_status(True, _now_ms())
         conn.announce(self._status_topic, online, config.qos, retain=True)
         if self._commands is not None:
             topic = command_topic(config.topic_prefix, self._gateway_id, "+")
             conn.client.on_message = self._on_command
             conn.client.subscribe(topic, qos=1)
             conn.flush()
+        if self._desired is not None:
+            topic = desired_config_topic(config.topic_prefix, self._gateway_id)
+            conn.client.message_callback_add(topic, self._on_desired)
+            conn.client.subscribe(topic, qos=1)
+            conn.flush()
         return conn
+
+    def _on_desired(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """A desired configuration (paho calls this on the event loop's thread)."""
+        if self._desired is not None:
+            self._tasks.spawn(self._report_on(self._desired, bytes(message.payload)))
+
+    async def _report_on(self, handler: ConfigHandler, payload: bytes) -> None:
+        report = await handler(payload)  # never raises: failures are in the report
+        if report is None:
+            return
+        topic = reported_config_topic(self._config.topic_prefix, self._gateway_id)
+        conn = self._conn
+        if conn is None or conn.closed.is_set():
+            log.warning("configuration report lost: not connected (sent again on reconnect)")
+            return
+        conn.client.publish(topic, report, qos=1, retain=True)
+        conn.flush()
 
     def _on_command(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         """A message on a set topic (paho calls this on the event loop's thread)."""

@@ -52,6 +52,16 @@ def gateway_status_topic(prefix: str, gateway_id: str) -> str:
     return f"{prefix}/{gateway_id}/status"
 
 
+def desired_config_topic(prefix: str, gateway_id: str) -> str:
+    """Where a fleet manager puts this gateway's desired configuration (retained)."""
+    return f"{prefix}/{gateway_id}/config/desired"
+
+
+def reported_config_topic(prefix: str, gateway_id: str) -> str:
+    """Where the gateway says how its desired configuration went (retained)."""
+    return f"{prefix}/{gateway_id}/config/reported"
+
+
 def encode_telemetry(batch: Batch) -> bytes:
     """One batch as ``{"ts", "values", "uncertain"?, "bad"?}``.
 

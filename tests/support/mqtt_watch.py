@@ -140,6 +140,14 @@ class MqttWatch:
         with self._lock:
             self._received.clear()
 
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
+        """Publish as this watcher's client (its login) and wait until it is sent (QoS 0) or
+        acknowledged. A 3.1.1 broker acknowledges a publish its ACL refuses, and drops it."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(10)
+        if not info.is_published():
+            raise TimeoutError(f"{self.client_id}: publish to {topic} not acknowledged")
+
     def wait_for(
         self, predicate: Callable[[Received], bool], timeout: float = 10.0, what: str = "message"
     ) -> Received:

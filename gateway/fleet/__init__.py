@@ -1,0 +1,1 @@
+"""Many gateways managed from one place over their MQTT broker (cluster)."""
