@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.processes import ManagedProcess, free_port, wait_until
 
-__all__ = ["NatsCluster", "nats_binary"]
+__all__ = ["NatsCluster", "mqtt_round_trip", "nats_binary"]
 
 
 def nats_binary() -> str:
@@ -74,14 +74,20 @@ class NatsCluster:
         """A QoS 1 message published on one node reaches a subscriber on another."""
         live = [node for node in self.nodes if node.process.running]
         first, second = live[0], live[-1]
-        wait_until(lambda: _round_trip(first, second), timeout, "a QoS 1 round trip", interval=1.0)
+        wait_until(
+            lambda: mqtt_round_trip((first.host, first.mqtt_port), (second.host, second.mqtt_port)),
+            timeout,
+            "a QoS 1 round trip",
+            interval=1.0,
+        )
 
     def stop(self) -> None:
         for node in self.nodes:
             node.process.stop()
 
 
-def _round_trip(publisher: NatsNode, subscriber: NatsNode) -> bool:
+def mqtt_round_trip(publisher: tuple[str, int], subscriber: tuple[str, int]) -> bool:
+    """Whether a QoS 1 message published at one broker reaches a subscriber at the other."""
     topic = f"probe/{time.monotonic_ns()}"
     got = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2)
@@ -90,12 +96,12 @@ def _round_trip(publisher: NatsNode, subscriber: NatsNode) -> bool:
     sub.on_message = lambda *_: got.set()
     sub.on_subscribe = lambda *_: subscribed.set()
     try:
-        sub.connect(subscriber.host, subscriber.mqtt_port)
+        sub.connect(*subscriber)
         sub.loop_start()
         sub.subscribe(topic, qos=1)
         if not subscribed.wait(3):
             return False
-        pub.connect(publisher.host, publisher.mqtt_port)
+        pub.connect(*publisher)
         pub.loop_start()
         pub.publish(topic, b"x", qos=1)
         return got.wait(3)
