@@ -193,6 +193,25 @@ async def test_a_dead_gateway_gets_its_last_will(mosquitto: Mosquitto, tmp_path:
     assert retained.qos == 1
 
 
+async def test_a_late_will_is_undone_by_the_next_status_refresh(mosquitto: Mosquitto) -> None:
+    """On a broker cluster, the will of a connection lost with one node can be published after
+    the gateway said "online" on another (seen with NATS): the device statuses' periodic
+    refresh says "online" again, retained, with the connection's own time."""
+    gw = new_gateway_id()
+    topic = f"gateway/{gw}/status"
+    async with running(config_for(mosquitto), gw) as sink:
+        with watch(mosquitto, topic) as watcher:
+            first = await watcher.wait_for_async(state_is("online"))
+            watcher.publish(topic, b'{"state":"offline","ts":1}', retain=True)
+            await watcher.wait_for_async(state_is("offline"))
+            watcher.clear()
+            await sink.publish_device_statuses([DeviceStatus(device="press-1")])
+            again = await watcher.wait_for_async(state_is("online"))
+        assert again.json() == first.json()
+        with watch(mosquitto, topic) as late:
+            await late.wait_for_async(state_is("online", retained=True))
+
+
 async def test_broker_outage_fails_fast_then_recovers_by_itself(
     mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
