@@ -218,12 +218,12 @@ class MqttSink:
         if self._commands is not None:
             topic = command_topic(config.topic_prefix, self._gateway_id, "+")
             conn.client.on_message = self._on_command
-            conn.client.subscribe(topic, qos=1)
+            conn.subscribe(topic, qos=1)
             conn.flush()
         if self._desired is not None:
             topic = desired_config_topic(config.topic_prefix, self._gateway_id)
             conn.client.message_callback_add(topic, self._on_desired)
-            conn.client.subscribe(topic, qos=1)
+            conn.subscribe(topic, qos=1)
             conn.flush()
         return conn
 

@@ -255,6 +255,8 @@ class Connection:
         """Why the connection ended, once it has (paho's disconnect reason when it gives one)."""
         self.pending: dict[int, _Acks] = {}
         """Acknowledgements awaited, by message id."""
+        self._subscribing: dict[int, str] = {}
+        """Subscriptions awaiting their SUBACK, by message id."""
         self._config = config
         self.address = address
         self._where = where_of(address)
@@ -291,11 +293,20 @@ class Connection:
             raise ConnectFailed("connection closed while connecting")
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_socket_close = self._on_socket_close
         self._fd = sock.fileno()
         self._ssl_sock = sock if isinstance(sock, ssl.SSLSocket) else None
         self.loop.add_reader(self._fd, self._readable)
+
+    def subscribe(self, topic: str, qos: int) -> None:
+        """Subscribe; a broker that refuses it (SUBACK failure: seen on a NATS node whose
+        JetStream is still electing a leader) ends the connection, so that the next one, on
+        the next node, subscribes again instead of missing that topic for good."""
+        _, mid = self.client.subscribe(topic, qos=qos)
+        if mid is not None:  # None: not connected any more, and the next connection subscribes
+            self._subscribing[mid] = topic
 
     def announce(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """Publish a message, not awaited (if lost, the next connection sends it again)."""
@@ -389,6 +400,26 @@ class Connection:
         if self._writing and not self.client.want_write():
             self._writing = False
             self.loop.remove_writer(self._fd)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        topic = self._subscribing.pop(mid, None)
+        refused = [reason for reason in reasons if reason.is_failure]
+        if topic is not None and refused:
+            log.warning(
+                "MQTT broker %s refused the subscription to %s (%s); reconnecting",
+                self._where,
+                topic,
+                refused[0],
+            )
+            self.close_reason = f"subscription to {topic} refused ({refused[0]})"
+            self.loop.call_soon(self.abort)  # not from within paho's own read
 
     def _closed(self, reason: str) -> None:
         """The socket is closing: stop watching it and fail every write still waiting."""

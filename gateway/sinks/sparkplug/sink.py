@@ -201,9 +201,9 @@ class SparkplugSink:
         self._bdseq = bdseq
         conn.client.on_message = self._on_message
         for topic in self.node.command_topics:
-            conn.client.subscribe(topic, qos=0)
+            conn.subscribe(topic, qos=0)
         if self._state_topic is not None:
-            conn.client.subscribe(self._state_topic, qos=1)
+            conn.subscribe(self._state_topic, qos=1)
         conn.flush()
         return conn
 
