@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr, TypeAdapter, ValidationError
 
 from gateway.catalog import DeviceCatalog, Source
 from gateway.config import (
@@ -97,6 +97,15 @@ class ControlPlane:
         self._restore()
 
     # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def device_adapter(self) -> TypeAdapter[DeviceConfig]:
+        """The installed plugins' device models as one union (built once, here)."""
+        return self._devices
+
+    @property
+    def profile_adapter(self) -> TypeAdapter[ProfileConfig]:
+        return self._profiles
 
     @property
     def config(self) -> GatewayConfig:
@@ -313,8 +322,11 @@ class ControlPlane:
             self._apply()
             # Devices of a changed profile run with its old tags until synced.
             touched = {p.id for p in put_profiles}
+            changed_ids = {d.id for d in changed}
             profile_users = [
-                d for d in devices if d.profile in touched and d.id in current and d not in changed
+                d
+                for d in devices
+                if d.profile in touched and d.id in current and d.id not in changed_ids
             ]
             for index, device_id in enumerate(removed):
                 if device_id in self._runtime.devices:

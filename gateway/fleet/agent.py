@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 
-from gateway.config import device_adapter, profile_adapter
 from gateway.control import ControlPlane
 from gateway.errors import ConfigError, GatewayError
 from gateway.fleet.desired import fingerprint, parse_desired
@@ -33,8 +32,6 @@ log = logging.getLogger(__name__)
 class ConfigAgent:
     def __init__(self, control: ControlPlane) -> None:
         self._control = control
-        self._devices = device_adapter(control.plugins)
-        self._profiles = profile_adapter(control.plugins)
         self._lock = asyncio.Lock()
         self._received = 0
         """Documents received: one that waited for the lock while a newer one came is dropped."""
@@ -63,7 +60,12 @@ class ConfigAgent:
                 )
         changes: dict[str, int] = {}
         try:
-            desired = parse_desired(payload, self._control.plugins, self._devices, self._profiles)
+            desired = parse_desired(
+                payload,
+                self._control.plugins,
+                self._control.device_adapter,
+                self._control.profile_adapter,
+            )
             report["version"], report["fingerprint"] = desired.version, desired.fingerprint
             if self._applied != (desired.version, desired.fingerprint):
                 changes = await self._control.reconcile(desired.profiles, desired.devices)
