@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages of the real servers the integration tests start (on free ports).
-DEBIAN_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb influxdb-client chromium chromium-driver nats-server
+DEBIAN_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb influxdb-client chromium chromium-driver nats-server socat
 
 .PHONY: demo test lint unit integration bench install system-packages clean proto
 

@@ -9,8 +9,10 @@ ConnectorError and the supervisor reconnects.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.events import Event
 from gateway.reading import Reading
 
 __all__ = ["Cycle", "Failure", "FailureKind"]
@@ -54,3 +56,8 @@ class Cycle:
     standing: str | None = None
     """A problem that outlives the cycle (tags the server does not have on this session): the
     device stays degraded while it is reported."""
+    line: Mapping[str, object] | None = None
+    """The shared line's load and errors, for devices on one (Modbus RTU): see
+    connectors/modbus/line.py."""
+    events: list[Event] = field(default_factory=list)
+    """Events and alarm transitions the device raised since the last cycle (OPC UA)."""

@@ -48,6 +48,8 @@ class DeviceHealth:
             status.skipped_cycles += cycle.skipped
         if cycle.duration_s is not None:
             status.last_poll_duration_s = cycle.duration_s
+        if cycle.line is not None:
+            status.line = cycle.line
         if cycle.readings:
             good = list(map(_quality, cycle.readings)).count(_GOOD)  # in C: no loop per value
             status.values += good

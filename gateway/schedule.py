@@ -33,6 +33,10 @@ class PollScheduler:
         index = min(range(len(self._due)), key=self._due.__getitem__)
         return index, self._due[index]
 
+    def defer(self, until: float) -> None:
+        """No poll of any group before ``until`` (loop time)."""
+        self._due = [max(due, until) for due in self._due]
+
     def done(self, index: int, finished: float, answered: bool) -> int:
         """Schedule the group's next poll after one that ended at ``finished``; the cycles
         skipped because it ended late (0 when the device answered nothing)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = ["DeviceState", "DeviceStatus"]
@@ -41,6 +42,8 @@ class DeviceStatus:
     """Connections opened (a link shared with other devices counts for the one that opened it)."""
     reconnects: int = 0
     """Connections lost or refused; each is retried after a backoff."""
+    line: Mapping[str, object] | None = None
+    """The serial line the device shares with others: how busy, its errors."""
 
     def public(self) -> dict[str, object]:
         """The JSON shape published on the status topic and returned by the API."""
@@ -58,7 +61,7 @@ class DeviceStatus:
             "last_poll_duration_ms": round(self.last_poll_duration_s * 1000, 3),
             "connects": self.connects,
             "reconnects": self.reconnects,
-        }
+        } | ({"line": dict(self.line)} if self.line is not None else {})
 
 
 def _ms(ns: int | None) -> int | None:

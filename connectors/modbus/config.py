@@ -135,6 +135,12 @@ def register_count(tag: ModbusTag) -> int:
 class ModbusGroup(GroupBase):
     """Tags polled together at one interval (the poll period, in seconds)."""
 
+    priority: int = Field(
+        default=5,
+        ge=1,
+        le=9,
+        description="On a shared line, waiting polls of priority 1 go first, 9 last",
+    )
     tags: list[ModbusTag] = Field(min_length=1)
 
 
@@ -151,11 +157,23 @@ class ModbusDeviceConfig(DeviceBase):
     serial_port: str | None = Field(
         default=None, description="e.g. /dev/ttyUSB0 (transport serial)"
     )
-    baudrate: int = Field(default=19200, gt=0, le=4_000_000)
+    baudrate: int = Field(
+        default=19200,
+        ge=300,
+        le=4_000_000,
+        description="Of the serial line (for rtu_over_tcp: the converter's, to plan the line)",
+    )
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id")
     timeout: float = Field(default=1.0, gt=0, le=60, description="Seconds to wait for an answer")
+    silent_retry: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="On a shared line: seconds before a unit that answered nothing is asked"
+        " again, so that it costs the other units one timeout per period, not per poll",
+    )
     address_base: Literal[0, 1] = Field(
         default=0, description="1 if the device's documentation numbers registers from 1"
     )

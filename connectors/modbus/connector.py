@@ -13,6 +13,7 @@ from pymodbus.pdu import ModbusPDU
 
 from connectors.modbus.config import ModbusDeviceConfig, ModbusGroup, ModbusTag, Table
 from connectors.modbus.decode import BlockDecoder
+from connectors.modbus.line import read_time
 from connectors.modbus.link import LinkPool, ModbusLink, NoResponse, Undecodable, exception_reason
 from connectors.modbus.planner import ReadRequest, Span, plan_reads, split_request
 from connectors.modbus.write import ModbusWriter
@@ -149,7 +150,21 @@ class ModbusConnector:
     async def start(self) -> bool:
         if self._link is None:
             self._link = self._links.acquire(self.device)
+            if self._link.rtu:
+                self._link.load.demand(self.device.id, self._line_share(self._link))
         return await self._link.ensure_connected()
+
+    def _line_share(self, link: ModbusLink) -> float:
+        """The share of the line's time this unit's polls need at least (frames at the baud
+        rate, no turnaround)."""
+        return sum(
+            sum(
+                read_time(read.request.table.is_bits, read.request.count, link.char_s, link.gap_s)
+                for read in plan.reads
+            )
+            / plan.group.interval
+            for plan in self._plans
+        )
 
     async def write(self, writes: Sequence[TagWrite], verify: bool) -> list[WriteOutcome]:
         """Set tag values (see connectors/modbus/write.py), in turn with the polls."""
@@ -160,6 +175,7 @@ class ModbusConnector:
     async def stop(self) -> None:
         if self._link is not None:
             link, self._link = self._link, None
+            link.load.demand(self.device.id, None)
             self._links.release(link)
 
     async def cycles(self) -> AsyncIterator[Cycle]:
@@ -182,6 +198,10 @@ class ModbusConnector:
             silent = sum(1 for f in cycle.failures if f.kind is FailureKind.TIMEOUT)
             answered = silent < cycle.requests or not cycle.requests
             cycle.skipped = schedule.done(index, finished, answered)
+            if not answered and self._link is not None and self._link.rtu:
+                # A silent unit on a shared line is asked again only now and then: each ask
+                # costs the other units its timeout.
+                schedule.defer(finished + self.device.silent_retry)
             yield cycle
 
     async def _poll(self, plan: _GroupPlan) -> Cycle:
@@ -193,18 +213,26 @@ class ModbusConnector:
         readings = cycle.readings
         pending = list(plan.reads)
         done: list[_PlannedRead] = []
+        priority = plan.group.priority
         while pending:
             read = pending.pop(0)
             request = read.request
             where = f"reading {request.table.value} {request.address}"
             cycle.requests += 1
             try:
-                response = await self._read(link, request, cycle)
+                response = await self._read(link, request, cycle, priority)
             except NoResponse:
                 reason = f"no response within {self.device.timeout:g} s"
                 self._bad(readings, read, reason, cycle.time_ns)
                 cycle.failures.append(Failure(FailureKind.TIMEOUT, f"{reason} {where}"))
                 done.append(read)
+                if link.rtu:
+                    # A silent unit on a shared line costs the others one timeout per
+                    # cycle, not one per request: the rest of its cycle is not sent.
+                    for unsent in pending:
+                        self._bad(readings, unsent, f"not sent: {reason}", cycle.time_ns)
+                    done += pending
+                    pending.clear()
                 continue
             except Undecodable as exc:
                 self._bad(readings, read, str(exc), cycle.time_ns)
@@ -248,17 +276,28 @@ class ModbusConnector:
             readings += good_readings(device, read.names, values, cycle.time_ns, received_ns)
             done.append(read)
         plan.reads = done
+        if link.rtu:
+            cycle.line = link.load.snapshot(self.device.unit)
         return cycle
 
-    async def _read(self, link: ModbusLink, request: ReadRequest, cycle: Cycle) -> ModbusPDU:
+    async def _read(
+        self, link: ModbusLink, request: ReadRequest, cycle: Cycle, priority: int
+    ) -> ModbusPDU:
         """One request, retried while the device answers busy (exception 6), at most
         ``busy_retries`` times, a little later each time."""
-        unit = self.device.unit
-        for attempt in range(self.device.busy_retries + 1):
-            response = await link.read(request.table, request.address, request.count, unit)
+        device = self.device
+        for attempt in range(device.busy_retries + 1):
+            response = await link.read(
+                request.table,
+                request.address,
+                request.count,
+                device.unit,
+                device.timeout,
+                priority,
+            )
             if not response.isError() or int(response.exception_code) != _BUSY:
                 return response
-            if attempt < self.device.busy_retries:
+            if attempt < device.busy_retries:
                 cycle.retries += 1
                 await asyncio.sleep(_BUSY_DELAY * (attempt + 1))
         return response

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from pymodbus.pdu import ModbusPDU
 
@@ -161,18 +162,20 @@ class ModbusWriter:
         return decode_value(tag, response.registers)
 
     async def _request(
-        self, link: ModbusLink, function: _Function, *args: object, **kw: object
+        self, link: ModbusLink, function: _Function, *args: object, **kw: Any
     ) -> ModbusPDU:
         async with link.lock:
             return await self._call(link, function, *args, **kw)
 
     async def _call(
-        self, link: ModbusLink, function: _Function, *args: object, **kw: object
+        self, link: ModbusLink, function: _Function, *args: object, **kw: Any
     ) -> ModbusPDU:
         """One request (the caller holds the lock), repeated only while the device answers
         busy: then it did not happen."""
         for attempt in range(self.device.busy_retries + 1):
-            response = await link.call(function, *args, device_id=self.device.unit, **kw)
+            response = await link.call(
+                function, *args, device_id=self.device.unit, wait_s=self.device.timeout, **kw
+            )
             if not response.isError():
                 return response
             code = int(response.exception_code)

@@ -1,8 +1,8 @@
 """Command line of the Modbus PLC simulator: ``python -m simulators.modbus --port 0 --units 3``.
 
 Prints ``READY port=<port>`` on stdout once listening (with ``--ports N``, followed by
-`` ports=<p1>,<p2>,...``; the only stdout output), logs to stderr, and exits 0 on SIGTERM or
-SIGINT.
+`` ports=<p1>,<p2>,...``; with ``--serial PATH``, ``READY serial=PATH``; the only stdout
+output), logs to stderr, and exits 0 on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -97,6 +97,34 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="answer fc 22 (mask write register) with exception 1, as devices without it do",
     )
+    serial = parser.add_argument_group("serial line (Modbus RTU on a serial device, no TCP)")
+    serial.add_argument(
+        "--serial", metavar="PATH", help="serve RTU on this device, e.g. one end of a socat pair"
+    )
+    serial.add_argument("--baudrate", type=bounded_int(300, 4_000_000), default=19200)
+    serial.add_argument("--parity", choices=("N", "E", "O"), default="N")
+    serial.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
+    serial.add_argument(
+        "--garble-every",
+        type=bounded_int(0, 1_000_000),
+        default=0,
+        metavar="N",
+        help="flip a CRC byte of every Nth answer of a faulty unit (default 0: never)",
+    )
+    serial.add_argument(
+        "--truncate-every",
+        type=bounded_int(0, 1_000_000),
+        default=0,
+        metavar="N",
+        help="cut every Nth answer of a faulty unit short (default 0: never)",
+    )
+    serial.add_argument(
+        "--fault-units",
+        type=parse_units,
+        default=(),
+        metavar="UNITS",
+        help="the units the faults apply to: N for 1..N, or a list (default: all)",
+    )
     add_log_level(parser, "INFO")
     return parser
 
@@ -109,10 +137,14 @@ async def serve(config: SimulatorConfig) -> int:
         try:
             ports = await simulator.start()
         except (OSError, RuntimeError) as exc:
-            logger.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
+            where = config.serial or f"{config.host}:{config.port}"
+            logger.error("cannot serve on %s: %s", where, exc)
             return 1
-        extra = f" ports={','.join(map(str, ports))}" if len(ports) > 1 else ""
-        print(f"READY port={ports[0]}{extra}", flush=True)
+        if config.serial is not None:
+            print(f"READY serial={config.serial}", flush=True)
+        else:
+            extra = f" ports={','.join(map(str, ports))}" if len(ports) > 1 else ""
+            print(f"READY port={ports[0]}{extra}", flush=True)
         await stop.wait()
         logger.info("stopping")
         return 0
@@ -140,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         busy_every=args.busy_every,
         busy_units=args.busy_units,
         mask_write=not args.no_mask_write,
+        serial=args.serial,
+        baudrate=args.baudrate,
+        parity=args.parity,
+        stopbits=args.stopbits,
+        garble_every=args.garble_every,
+        truncate_every=args.truncate_every,
+        fault_units=args.fault_units,
     )
     return asyncio.run(serve(config))
 

@@ -20,10 +20,11 @@ from typing import IO, Literal
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
 
+from simulators.modbus.line import LineFaults, char_time, wire_bytes
 from simulators.modbus.machine import (
     BULK_START,
     Point,
@@ -44,6 +45,7 @@ READ_FUNCTION_CODES = frozenset({1, 2, 3, 4, 23})
 _HOLDING_FCS = frozenset({3, 6, 16, 22, 23})
 _COIL_FCS = frozenset({1, 5, 15})
 _MASK_WRITE = 22
+_REPLUG_CHECK_S = 0.2
 _FRAMERS: dict[FramerName, FramerType] = {"socket": FramerType.SOCKET, "rtu": FramerType.RTU}
 
 
@@ -91,6 +93,18 @@ class SimulatorConfig:
     """The units that are busy now and then (all of them when empty)."""
     mask_write: bool = True
     """Serve fc 22 (mask write register); False answers it with exception 1."""
+    serial: str | None = None
+    """Serve Modbus RTU on this serial device (one end of a pseudo-terminal pair) instead of
+    TCP. Unknown units stay silent, as absent slaves on a bus do."""
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+    garble_every: int = 0
+    """Serial: flip a CRC byte of every Nth answer of a faulty unit; 0: never."""
+    truncate_every: int = 0
+    """Serial: cut every Nth answer of a faulty unit short; 0: never."""
+    fault_units: tuple[int, ...] = ()
+    """The units the two faults apply to (all of them when empty)."""
 
 
 class Clock:
@@ -276,8 +290,11 @@ class MachineCore(SimCore):
         busy_every: int = 0,
         busy_units: Iterable[int] = (),
         mask_write: bool = True,
+        char_time: float = 0.0,
     ) -> None:
         super().__init__(devices)
+        self._char_time = char_time
+        """Seconds per character on the emulated serial line; 0 on TCP."""
         self._recorder = recorder
         self._mask_write = mask_write
         self._busy_every = busy_every
@@ -297,6 +314,8 @@ class MachineCore(SimCore):
             reads = self._reads[device_id] = self._reads.get(device_id, 0) + 1
             if reads % self._busy_every == 0:
                 return ExcCodes.DEVICE_BUSY
+        if self._char_time:
+            await asyncio.sleep(wire_bytes(func_code, count) * self._char_time)
         values = await super().async_getValues(device_id, func_code, address, count)
         recorder = self._recorder
         if recorder is not None and func_code in READ_FUNCTION_CODES and isinstance(values, list):
@@ -309,6 +328,8 @@ class MachineCore(SimCore):
         """Write values of a known unit."""
         if device_id not in self.devices:
             raise NoSuchIdException(f"unit {device_id}")
+        if self._char_time:
+            await asyncio.sleep(wire_bytes(func_code, len(values)) * self._char_time)
         return await super().async_setValues(device_id, func_code, address, values)
 
 
@@ -330,20 +351,32 @@ class Simulator:
         self.config = config
         clock = Clock(config.period)
         self.units = {u: MachineUnit(u, clock, config.bulk_registers) for u in config.units}
-        self._servers: list[ModbusTcpServer] = []
+        self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
+        self.faults: LineFaults | None = None
+        self._replug: asyncio.Task[None] | None = None
         self._recorder: Recorder | None = None
 
     async def start(self) -> list[int]:
-        """Listen and return the bound ports (the real ones when ``config.port`` is 0)."""
+        """Listen and return the bound ports (the real ones when ``config.port`` is 0); on a
+        serial line, open it and return no ports."""
         devices = [unit.device() for unit in self.units.values()]
         if self.config.record is not None:
             self._recorder = Recorder(self.config.record)
         # Each server builds a plain SimCore from the devices; all share ours instead (built
         # once more: cheap, and it keeps to SimCore's public constructor).
         config = self.config
+        serial = config.serial is not None
         core = MachineCore(
-            devices, self._recorder, config.busy_every, config.busy_units, config.mask_write
+            devices,
+            self._recorder,
+            config.busy_every,
+            config.busy_units,
+            config.mask_write,
+            char_time(config.baudrate, config.parity, config.stopbits) if serial else 0.0,
         )
+        if config.serial is not None:
+            await self._open_serial(config.serial, devices, core)
+            return []
         ports: list[int] = []
         for index in range(self.config.ports):
             wanted = self.config.port + index if self.config.port else 0
@@ -368,8 +401,59 @@ class Simulator:
         )
         return ports
 
+    async def _open_serial(self, path: str, devices: list[SimDevice], core: MachineCore) -> None:
+        config = self.config
+        self.faults = LineFaults(config.garble_every, config.truncate_every, config.fault_units)
+        await self._serve_serial(path, devices, core)
+        self._replug = asyncio.create_task(self._follow_replug(path, devices, core))
+
+    async def _follow_replug(self, path: str, devices: list[SimDevice], core: MachineCore) -> None:
+        """pymodbus' serial server does not reopen a port that went away (the virtual line
+        unplugged: socat stopped). Open the path again until it holds a terminal (socat
+        started again)."""
+        while True:
+            await asyncio.sleep(_REPLUG_CHECK_S)
+            if any(server.active_connections for server in self._servers):
+                continue
+            if not await asyncio.to_thread(Path(path).exists):
+                continue
+            while self._servers:
+                await self._servers.pop().shutdown()  # type: ignore[no-untyped-call]
+            try:
+                await self._serve_serial(path, devices, core)
+            except (OSError, RuntimeError) as exc:
+                logger.debug("cannot open %s again yet: %s", path, exc)
+            else:
+                logger.info("%s: serving it again", path)
+
+    async def _serve_serial(self, path: str, devices: list[SimDevice], core: MachineCore) -> None:
+        config = self.config
+        server = ModbusSerialServer(
+            devices,
+            framer=FramerType.RTU,
+            port=path,
+            baudrate=config.baudrate,
+            parity=config.parity,
+            stopbits=config.stopbits,
+            ignore_missing_devices=True,
+            trace_packet=self.faults,
+        )
+        self._servers.append(server)
+        server.context = core
+        await server.serve_forever(background=True)
+        logger.info(
+            "serving units %s on %s (RTU, %d baud, %s%d)",
+            _id_ranges(self.units),
+            path,
+            config.baudrate,
+            config.parity,
+            config.stopbits,
+        )
+
     async def stop(self) -> None:
         """Close the listeners and all client connections, then the record file."""
+        if self._replug is not None:
+            self._replug.cancel()
         while self._servers:
             server = self._servers.pop()
             await server.shutdown()  # type: ignore[no-untyped-call]  # unannotated in 3.16
