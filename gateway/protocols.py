@@ -24,6 +24,7 @@ __all__ = [
     "CountsRejections",
     "DescribesDevices",
     "DeviceDirectory",
+    "HandlesConditions",
     "HasBackgroundTasks",
     "Sink",
     "StatusPublisher",
@@ -149,6 +150,20 @@ class Writer(Protocol):
     async def write(self, writes: Sequence[TagWrite], verify: bool) -> list[WriteOutcome]:
         """Apply ``writes`` in order, stopping at the first that fails (the rest are not
         attempted and not returned); with ``verify``, read each value back."""
+        ...
+
+
+@runtime_checkable
+class HandlesConditions(Protocol):
+    """Connectors whose device raises alarms (OPC UA conditions) that can be acknowledged or
+    confirmed. The gateway's write policy and audit apply as to writes."""
+
+    async def answer_condition(
+        self, condition_id: str, event_id: str, action: str, comment: str
+    ) -> WriteOutcome:
+        """``action`` "acknowledge" or "confirm" the occurrence ``event_id`` (hex) of the
+        condition ``condition_id`` (a node id); the outcome's ``tag`` is the condition id,
+        ``written`` whether the device accepted it, ``error`` its status if not."""
         ...
 
 

@@ -1,12 +1,14 @@
-"""Configuration of OPC UA devices, their groups (subscription or polling) and tags."""
+"""Configuration of OPC UA devices, their groups (subscription or polling), tags and event
+subscriptions."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,6 +26,7 @@ __all__ = [
     "DataChangeFilterConfig",
     "OpcUaDeviceConfig",
     "OpcUaEndpointConfig",
+    "OpcUaEventsConfig",
     "OpcUaGroup",
     "OpcUaProfile",
     "OpcUaTag",
@@ -127,6 +130,47 @@ class OpcUaGroup(GroupBase):
         return self
 
 
+def _event_type(text: str) -> str:
+    """A node id, or the browse name of a standard (ns=0) type such as ``AlarmConditionType``."""
+    try:
+        parse_node_id(text)
+    except ValueError:
+        if "=" in text:
+            raise  # meant as a node id: say what is wrong with it
+        # Only configs that name a type pay for asyncua's import here; its devices need it anyway.
+        from asyncua.ua.object_ids import ObjectIds
+
+        if not (text.endswith("Type") and isinstance(getattr(ObjectIds, text, None), int)):
+            raise ValueError(
+                f"{text!r} is neither a node id nor the name of a standard OPC UA type"
+                " (e.g. BaseEventType, AlarmConditionType, i=2915)"
+            ) from None
+    return text
+
+
+class OpcUaEventsConfig(BaseModel):
+    """One event subscription: events (and alarm transitions) of ``node`` and what is below it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node: str = Field(default="i=2253", description="The notifier; default the Server object")
+    types: list[Annotated[str, AfterValidator(_event_type)]] = Field(
+        default=[],
+        description="Event types (node ids or standard names like AlarmConditionType); empty: all",
+    )
+    min_severity: int = Field(default=0, ge=0, le=1000, description="Lowest Severity delivered")
+    interval: float = Field(default=1.0, ge=0.01, le=86400, description="Publishing interval, s")
+    queue_size: int = Field(default=1000, ge=1, le=100_000, description="Events the server queues")
+    refresh: bool = Field(
+        default=True, description="ConditionRefresh after every (re)subscribe: the alarms' state"
+    )
+
+    @field_validator("node")
+    @classmethod
+    def _check_node(cls, value: str) -> str:
+        return _node_id(value)
+
+
 class OpcUaProfile(ProfileBase):
     type: Literal["opcua"]
     groups: list[OpcUaGroup] = Field(min_length=1)
@@ -208,6 +252,9 @@ class OpcUaDeviceConfig(DeviceBase, OpcUaEndpointConfig):
         description="Nodes per Read; default: the server's MaxNodesPerRead",
     )
     groups: list[OpcUaGroup] | None = None
+    events: list[OpcUaEventsConfig] = Field(
+        default=[], description="Event subscriptions (alarms and conditions, batch events...)"
+    )
 
     @property
     def address(self) -> str:

@@ -1,10 +1,12 @@
-"""The OPC UA connector: subscription groups and polling groups of one server, as cycles.
+"""The OPC UA connector: subscription groups, polling groups and event subscriptions of one
+server, as cycles.
 
 Each ``start()`` opens a fresh session and recreates everything from the configuration:
 namespace indexes (``nsu=``), browse paths, one subscription per subscription group with all
 its monitored items (in calls of at most MaxMonitoredItemsPerCall), and the Read requests of
-the polling groups (at most MaxNodesPerRead nodes each). No RegisterNodes: nothing piles up on
-the server across reconnects.
+the polling groups (at most MaxNodesPerRead nodes each), and one subscription per ``events``
+entry followed by a ConditionRefresh, so the alarms' state is known again after every reconnect.
+No RegisterNodes: nothing piles up on the server across reconnects.
 
 A lost session — the socket closed, the health check (a read every ``keepalive`` s) failed, a
 subscription silent past its keep-alive, a Read that got no answer — makes ``cycles()`` raise
@@ -24,10 +26,17 @@ from typing import Any
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import BadSessionClosed, BadSessionIdInvalid, UaError, UaStatusCodeError
 
-from connectors.opcua.config import OpcUaDeviceConfig, OpcUaGroup, OpcUaTag
+from connectors.opcua.config import OpcUaDeviceConfig, OpcUaEventsConfig, OpcUaGroup, OpcUaTag
+from connectors.opcua.events import (
+    EventStream,
+    event_filter,
+    resolve_event_type,
+    standard_node,
+)
 from connectors.opcua.fast_publish import readings_from_changes
 from connectors.opcua.nodes import UnknownNamespace, chunks, parse_node_id
 from connectors.opcua.publish_loop import FastResult, decode_fast
@@ -61,6 +70,10 @@ _ERRORS = (OSError, TimeoutError, UaError)
 _BUSY_CODES = frozenset({StatusCodes.BadTooManyOperations, StatusCodes.BadServerTooBusy})
 """Answers that mean "try again shortly": retried within the cycle, the device degraded."""
 _BUSY_DELAY = 0.02
+_CONDITION_METHODS = {
+    "acknowledge": (ObjectIds.AcknowledgeableConditionType_Acknowledge, "OPC UA Acknowledge"),
+    "confirm": (ObjectIds.AcknowledgeableConditionType_Confirm, "OPC UA Confirm"),
+}
 
 
 @dataclass(slots=True)
@@ -86,6 +99,26 @@ class _Group:
     """Seconds without a publish response (data or keep-alive) after which it is lost."""
     last_response: float = 0.0
 
+    @property
+    def label(self) -> str:
+        return f"group {self.config.name}"
+
+
+@dataclass(slots=True)
+class _EventSubscription:
+    config: OpcUaEventsConfig
+    index: int
+    stream: EventStream
+    subscription_id: int | None = None
+    problem: str | None = None
+    """Why it could not be subscribed on this session."""
+    stale_after: float = math.inf
+    last_response: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"events[{self.index}]"
+
 
 class OpcUaConnector:
     """One OPC UA server endpoint, read through subscriptions and/or polling."""
@@ -98,6 +131,8 @@ class OpcUaConnector:
         self._configs = list(groups)
         self._client: Client | None = None
         self._groups: list[_Group] = []
+        self._events: list[_EventSubscription] = []
+        self._namespaces: list[str] = []
         self._queue: asyncio.Queue[Cycle] = asyncio.Queue(_QUEUE_LIMIT)
         self._dropped = 0
         """Notifications dropped because the queue was full, not yet reported."""
@@ -113,6 +148,10 @@ class OpcUaConnector:
         self._lost = None
         self._queue = asyncio.Queue(_QUEUE_LIMIT)
         self._groups = [_Group(g, [_Target(t) for t in g.tags]) for g in self._configs]
+        self._events = [
+            _EventSubscription(config, index, EventStream(self.device.id))
+            for index, config in enumerate(self.device.events)
+        ]
         self._writer.forget()
         client = await open_client(self.device, self._pki, self.device.id)
         self._client = client
@@ -135,6 +174,50 @@ class OpcUaConnector:
         }
         return await self._writer.write(client, nodes, writes, verify)
 
+    async def answer_condition(
+        self, condition_id: str, event_id: str, action: str, comment: str
+    ) -> WriteOutcome:
+        """Acknowledge or confirm the occurrence ``event_id`` (hex EventId) of a condition."""
+        if action not in _CONDITION_METHODS:
+            raise ValueError(f"unknown action {action!r}: 'acknowledge' or 'confirm'")
+        method_id, method = _CONDITION_METHODS[action]
+        try:
+            event = bytes.fromhex(event_id)
+        except ValueError:
+            raise ValueError(f"event id {event_id!r} is not hexadecimal") from None
+        ref = parse_node_id(condition_id)  # its ValueError says what is wrong
+        client = self._client
+        if client is None:
+            raise ConnectorError(f"device {self.device.id} is not connected")
+        outcome = WriteOutcome(condition_id, written=False, method=method)
+        try:
+            request = ua.CallMethodRequest(
+                ObjectId=ref.resolve(self._namespaces),
+                MethodId=standard_node(method_id),
+                InputArguments=[
+                    ua.Variant(event, ua.VariantType.ByteString),
+                    ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText),
+                ],
+            )
+        except UnknownNamespace as exc:
+            outcome.error = str(exc)
+            return outcome
+        try:
+            [result] = await client.uaclient.call([request])
+        except UaStatusCodeError as exc:
+            outcome.error = status_name(exc.code)
+            return outcome
+        except _ERRORS as exc:
+            outcome.applied = None
+            outcome.error = f"{type(exc).__name__}: {exc}: it may have been applied; not retried"
+            return outcome
+        code = result.StatusCode.value
+        if code >> 30:
+            outcome.error = status_name(code)
+        else:
+            outcome.written = outcome.applied = True
+        return outcome
+
     async def stop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -143,8 +226,12 @@ class OpcUaConnector:
     async def cycles(self) -> AsyncIterator[Cycle]:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for group in self._groups:
-            group.last_response = now
+        subscribed: list[_Group | _EventSubscription] = [
+            *(g for g in self._groups if g.subscription_id is not None),
+            *(e for e in self._events if e.subscription_id is not None),
+        ]
+        for subscription in subscribed:
+            subscription.last_response = now
         initial = self._initial_cycle()
         if initial is not None:
             yield self._report(initial)
@@ -155,17 +242,16 @@ class OpcUaConnector:
             [phase_of(f"{self.device.id}/{g.config.name}", g.config.interval) for g in polling],
             now,
         )
-        subscribed = [g for g in self._groups if g.subscription_id is not None]
         health_every = self.device.keepalive
         while True:
             if self._lost is not None:
                 raise ConnectorError(self._lost)
             now = loop.time()
-            for group in subscribed:
-                if now - group.last_response > group.stale_after:
+            for subscription in subscribed:
+                if now - subscription.last_response > subscription.stale_after:
                     raise ConnectorError(
                         f"{self.device.endpoint}: no publish response for"
-                        f" {now - group.last_response:.1f} s (group {group.config.name})"
+                        f" {now - subscription.last_response:.1f} s ({subscription.label})"
                     )
             due = math.inf
             if polling:
@@ -184,13 +270,13 @@ class OpcUaConnector:
                     continue
             else:
                 cycle = queue.get_nowait()
-            if cycle.readings:  # empty: a wake-up from _lose()
+            if cycle.readings or cycle.events or cycle.skipped:  # else a wake-up from _lose()
                 yield self._report(cycle)
 
     # --- set-up on every connect ------------------------------------------------------------
 
     async def _setup(self, client: Client) -> None:
-        namespaces = await client.get_namespace_array()
+        namespaces = self._namespaces = await client.get_namespace_array()
         max_read, max_items = await read_operation_limits(client)
         max_read = self.device.max_nodes_per_read or max_read
         await self._resolve(client, namespaces, max_read)
@@ -200,9 +286,11 @@ class OpcUaConnector:
                 await self._subscribe(client, group, max_items)
             else:
                 self._plan_reads(group, max_read)
+        for subscription in self._events:
+            await self._subscribe_events(client, subscription, namespaces)
         unavailable = [
             f"{t.tag.name}: {t.problem}" for g in self._groups for t in g.targets if t.problem
-        ]
+        ] + [f"{e.label}: {e.problem}" for e in self._events if e.problem]
         self._unavailable = None
         if unavailable:
             log.warning(
@@ -246,12 +334,17 @@ class OpcUaConnector:
                 found = result.Targets[0].TargetId
                 target.node = ua.NodeId(found.Identifier, found.NamespaceIndex, found.NodeIdType)
 
-    async def _subscribe(self, client: Client, group: _Group, max_items: int) -> None:
-        config = group.config
-        interval_ms = config.interval * 1000
-        session = client.uaclient.session
-        keepalive = max(1, math.ceil(self.device.keepalive / config.interval))
-        lifetime = max(3 * keepalive, math.ceil(self.device.session_timeout / config.interval))
+    async def _create_subscription(
+        self,
+        client: Client,
+        subscription: _Group | _EventSubscription,
+        interval: float,
+        handler: _PublishHandler | _EventHandler,
+    ) -> None:
+        """A subscription whose keep-alives let a silent one be noticed (``stale_after``)."""
+        interval_ms = interval * 1000
+        keepalive = max(1, math.ceil(self.device.keepalive / interval))
+        lifetime = max(3 * keepalive, math.ceil(self.device.session_timeout / interval))
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=interval_ms,
             RequestedLifetimeCount=lifetime,
@@ -260,12 +353,18 @@ class OpcUaConnector:
             PublishingEnabled=True,
             Priority=0,
         )
-        group.names = [target.tag.name for target in group.targets]
-        result = await session.create_subscription(params, self._on_publish(group))
-        group.subscription_id = result.SubscriptionId
+        result = await client.uaclient.session.create_subscription(params, handler)
+        subscription.subscription_id = result.SubscriptionId
         revised_s = (result.RevisedPublishingInterval or interval_ms) / 1000
         revised_keepalive = result.RevisedMaxKeepAliveCount or keepalive
-        group.stale_after = revised_s * revised_keepalive * 2 + self.device.timeout
+        subscription.stale_after = revised_s * revised_keepalive * 2 + self.device.timeout
+
+    async def _subscribe(self, client: Client, group: _Group, max_items: int) -> None:
+        config = group.config
+        interval_ms = config.interval * 1000
+        session = client.uaclient.session
+        group.names = [target.tag.name for target in group.targets]
+        await self._create_subscription(client, group, config.interval, self._on_publish(group))
         sampling_ms = (
             interval_ms if config.sampling_interval is None else config.sampling_interval * 1000
         )
@@ -298,6 +397,66 @@ class OpcUaConnector:
                 if code >> 30:
                     target = group.targets[request.RequestedParameters.ClientHandle]
                     target.problem = f"{status_name(code)} ({target.tag.node or target.tag.path})"
+
+    async def _subscribe_events(
+        self, client: Client, subscription: _EventSubscription, namespaces: list[str]
+    ) -> None:
+        """One subscription with one event monitored item, then ConditionRefresh: the server
+        re-sends every condition still of interest, between RefreshStart and RefreshEnd."""
+        config = subscription.config
+        try:
+            notifier = parse_node_id(config.node).resolve(namespaces)
+            types = [resolve_event_type(text, namespaces) for text in config.types]
+        except UnknownNamespace as exc:
+            subscription.problem = str(exc)
+            return
+        handler = _EventHandler(self, subscription, asyncio.get_running_loop())
+        await self._create_subscription(client, subscription, config.interval, handler)
+        [created] = await client.uaclient.session.create_monitored_items(
+            ua.CreateMonitoredItemsParameters(
+                SubscriptionId=subscription.subscription_id,
+                TimestampsToReturn=ua.TimestampsToReturn.Neither,
+                ItemsToCreate=[
+                    ua.MonitoredItemCreateRequest(
+                        ItemToMonitor=ua.ReadValueId(
+                            NodeId=notifier, AttributeId=AttributeIds.EventNotifier
+                        ),
+                        MonitoringMode=ua.MonitoringMode.Reporting,
+                        RequestedParameters=ua.MonitoringParameters(
+                            ClientHandle=0,
+                            SamplingInterval=0,
+                            Filter=event_filter(types, config.min_severity),
+                            QueueSize=config.queue_size,
+                            DiscardOldest=True,
+                        ),
+                    )
+                ],
+            )
+        )
+        code = created.StatusCode.value
+        if code >> 30:
+            subscription.problem = f"{status_name(code)} (events of {config.node})"
+            return
+        if not config.refresh:
+            return
+        refresh = ua.CallMethodRequest(
+            ObjectId=standard_node(ObjectIds.ConditionType),
+            MethodId=standard_node(ObjectIds.ConditionType_ConditionRefresh),
+            InputArguments=[ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)],
+        )
+        try:
+            [result] = await client.uaclient.call([refresh])
+            code = result.StatusCode.value
+        except UaStatusCodeError as exc:  # a server without the Call service
+            code = exc.code
+        if code >> 30:
+            # A server without conditions may not have the method: its events still come.
+            log.warning(
+                "%s: ConditionRefresh of %s refused (%s): alarms show from their next change",
+                self.device.id,
+                subscription.label,
+                status_name(code),
+            )
 
     def _plan_reads(self, group: _Group, max_read: int) -> None:
         readable = [t for t in group.targets if t.node is not None]
@@ -444,12 +603,50 @@ class _PublishHandler:
                 )
                 connector._deliver(Cycle(readings, received_ns, requests=1))
             elif isinstance(notification, ua.StatusChangeNotification):
-                code = notification.Status.value
-                if code >> 30:
-                    connector._lose(
-                        f"{connector.device.endpoint}: subscription of group"
-                        f" {self._group.config.name} ended ({status_name(code)})"
-                    )
+                _status_changed(connector, self._group.label, notification)
+
+
+class _EventHandler:
+    """Called by asyncua for every publish response of one event subscription: one cycle per
+    EventNotificationList. asyncua decodes those (the fast path takes data changes only: here
+    it decodes keep-alives alone)."""
+
+    __slots__ = ("_connector", "_loop", "_subscription")
+
+    def __init__(
+        self,
+        connector: OpcUaConnector,
+        subscription: _EventSubscription,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._connector = connector
+        self._subscription = subscription
+        self._loop = loop
+
+    def __call__(self, result: ua.PublishResult | FastResult) -> None:
+        subscription = self._subscription
+        subscription.last_response = self._loop.time()
+        if isinstance(result, FastResult):
+            return  # a keep-alive: this subscription has no data changes
+        received_ns = time.time_ns()
+        for notification in result.NotificationMessage.NotificationData or ():
+            if isinstance(notification, ua.EventNotificationList):
+                events, overflows = subscription.stream.take(notification.Events, received_ns)
+                if events or overflows:
+                    cycle = Cycle([], received_ns, requests=1, skipped=overflows, events=events)
+                    self._connector._deliver(cycle)
+            elif isinstance(notification, ua.StatusChangeNotification):
+                _status_changed(self._connector, subscription.label, notification)
+
+
+def _status_changed(
+    connector: OpcUaConnector, label: str, notification: ua.StatusChangeNotification
+) -> None:
+    code = notification.Status.value
+    if code >> 30:
+        connector._lose(
+            f"{connector.device.endpoint}: subscription of {label} ended ({status_name(code)})"
+        )
 
 
 def _data_change_filter(config: OpcUaGroup) -> ua.DataChangeFilter | None:

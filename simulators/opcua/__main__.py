@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="the MaxNodesPerRead operation limit to advertise (default 10000)",
     )
+    parser.add_argument(
+        "--alarm-period",
+        type=positive_float,
+        default=15.0,
+        metavar="S",
+        help="seconds the Boiler1 temperature alarm stays active, then as long normal, and so"
+        " on; active from the start (default 15)",
+    )
     add_log_level(parser, "WARNING")
     return parser
 
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         pki_dir=args.pki_dir,
         extra_namespaces=args.extra_namespaces,
         max_nodes_per_read=args.max_nodes_per_read,
+        alarm_period=args.alarm_period,
     )
     if args.secure and args.pki_dir is None:
         parser.error("--secure needs --pki-dir")

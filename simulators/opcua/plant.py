@@ -17,12 +17,14 @@ from typing import Any
 from asyncua import ua
 
 __all__ = [
+    "BATCH_TICKS",
     "BULK_FOLDER",
     "DATETIME_EPOCH",
     "NAMESPACE",
     "STATES",
     "VARIABLES",
     "Variable",
+    "batch_id",
     "bulk_value",
     "expected_value",
     "variable",
@@ -31,6 +33,8 @@ __all__ = [
 NAMESPACE = "urn:edge-gateway:opcua-sim"
 DATETIME_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 STATES = ("idle", "running", "fault", "maintenance")
+BATCH_TICKS = 100
+"""Line1's batch changes every this many ticks (``Line1/Filler/BatchId``, the batch events)."""
 BULK_FOLDER = "Bulk"
 """``--nodes N`` adds ``Plant/Bulk/V00000`` .. ``V{N-1}``: Double, ``bulk_value(i, tick)``."""
 
@@ -62,6 +66,11 @@ def _state(tick: int) -> int:
     return (tick // 50) % 4
 
 
+def batch_id(tick: int) -> str:
+    """The batch Line1 fills at ``tick``: ``B000000``, then ``B000001`` from tick 100..."""
+    return f"B{tick // BATCH_TICKS:06d}"
+
+
 def _const(value: Any) -> Callable[[int], Any]:
     return lambda _tick: value
 
@@ -78,7 +87,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         ("Line1", "Filler", "Setpoint"), VT.Double, _const(42.5), dynamic=False, writable=True
     ),
-    Variable(("Line1", "Filler", "BatchId"), VT.String, lambda t: f"B{t // 100:06d}"),
+    Variable(("Line1", "Filler", "BatchId"), VT.String, batch_id),
     Variable(
         ("Line1", "Filler", "LastChange"),
         VT.DateTime,

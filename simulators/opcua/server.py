@@ -1,5 +1,6 @@
 """asyncua server wiring: the line's address space, a tick loop that writes the moving values,
-an optional Basic256Sha256 endpoint with username login, and a method.
+an optional Basic256Sha256 endpoint with username login, a method, and events: Boiler1's
+high-temperature alarm and Line1's batch events (simulators/opcua/alarms.py).
 
 Values are written once per tick with ``write_attribute_value`` (what fires the subscriptions'
 notifications); the static ones once at start. The source timestamp of every value is the
@@ -28,6 +29,7 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from simulators.opcua.alarms import BatchEvents, BoilerAlarm
 from simulators.opcua.plant import BULK_FOLDER, NAMESPACE, VARIABLES, Variable, bulk_value
 
 __all__ = ["APPLICATION_URI", "MAX_CHANGES_PER_SECOND", "PlantServer", "SimulatorConfig"]
@@ -60,6 +62,8 @@ class SimulatorConfig:
     """Namespaces registered before the line's, so its index moves (tests of ``nsu=``)."""
     max_nodes_per_read: int = 10000
     """The MaxNodesPerRead operation limit the server advertises."""
+    alarm_period: float = 15.0
+    """Seconds the Boiler1 alarm stays active, then normal, and so on (active from the start)."""
 
     @property
     def changes_per_second(self) -> float:
@@ -101,11 +105,15 @@ class PlantServer:
             else None
         )
         self.server = Server(user_manager=user_manager)  # type: ignore[arg-type]
+        # asyncua's ConditionRefresh (and its RefreshStart/End events), set up by init().
+        self.server.iserver.bind_condition_methods = True
         self.namespace_index = 0
         self._dynamic: list[tuple[ua.NodeId, Variable]] = []
         self._bulk: list[ua.NodeId] = []
         self._reset_count: Node | None = None
         self._started = time.monotonic()
+        self._alarm: BoilerAlarm | None = None
+        self._batches: BatchEvents | None = None
 
     @property
     def port(self) -> int:
@@ -166,6 +174,7 @@ class PlantServer:
                 # Behind schedule (a loaded machine): jump to the current tick, never queue.
                 tick = int((time.monotonic() - self._started) / period)
             await self._write_all(tick, initial=False)
+            await self._raise_events(tick)
 
     async def _load_certificate(self) -> None:
         pki = self.config.pki_dir
@@ -226,6 +235,10 @@ class PlantServer:
             [],
             [ua.VariantType.UInt32],
         )
+        self._alarm = BoilerAlarm(self.server, idx, self.config.alarm_period)
+        await self._alarm.build(objects)
+        self._batches = BatchEvents(self.server, idx)
+        await self._batches.build()
         if self.config.nodes:
             bulk = await folder((BULK_FOLDER,))
             for index in range(self.config.nodes):
@@ -243,6 +256,11 @@ class PlantServer:
         count = int(await self._reset_count.read_value()) + 1
         await self._reset_count.write_value(ua.Variant(count, ua.VariantType.UInt32))
         return [ua.Variant(count, ua.VariantType.UInt32)]
+
+    async def _raise_events(self, tick: int) -> None:
+        assert self._alarm is not None and self._batches is not None
+        await self._alarm.tick(tick * self.config.period)
+        await self._batches.tick(tick)
 
     async def _write_all(self, tick: int, *, initial: bool) -> None:
         now = ua.DateTime.now(UTC)

@@ -12,6 +12,7 @@ CONTRACTS = {
     "gateway.cycle",
     "gateway.devices",
     "gateway.errors",
+    "gateway.events",
     "gateway.plugins",
     "gateway.protocols",
     "gateway.reading",
