@@ -1,17 +1,20 @@
 """The local store: a sink that keeps what the page and the API show without any database.
 
-Latest reading per tag, a fan-out of live batches to Server-Sent Events subscribers, and the
-recent history (gateway/history.py). It sits behind the runtime's buffer like any sink.
+Latest reading per tag, the latest events of each device, a fan-out of live batches to
+Server-Sent Events subscribers, and the recent history (gateway/history.py). It sits behind the
+runtime's buffer like any sink.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from operator import itemgetter
 
 import orjson
 
+from gateway.events import Event
 from gateway.history import History
 from gateway.reading import Batch, Reading
 from gateway.sinks.mqtt_payload import encode_telemetry
@@ -19,6 +22,9 @@ from gateway.sinks.mqtt_payload import encode_telemetry
 __all__ = ["LocalStore"]
 
 _tag = itemgetter(1)
+EVENTS_KEPT = 200
+"""Latest events kept per device (the page and ``/devices/{id}/events``; acknowledging an
+alarm finds its occurrence here)."""
 _SUBSCRIBER_QUEUE = 256
 """Batches a slow SSE client may lag behind before it misses some; it is then sent
 ``{"missed": n}`` before the next batch."""
@@ -39,6 +45,8 @@ class LocalStore:
         self.name = name
         self.history = history
         self.latest: dict[str, dict[str, Reading]] = {}
+        self.events: dict[str, deque[Event]] = {}
+        """Newest first."""
         self._subscribers: set[_Subscriber] = set()
 
     async def start(self) -> None:
@@ -50,6 +58,13 @@ class LocalStore:
     async def write(self, batches: Sequence[Batch]) -> None:
         latest = self.latest
         for batch in batches:
+            if batch.events:
+                kept = self.events.get(batch.device)
+                if kept is None:
+                    kept = self.events[batch.device] = deque(maxlen=EVENTS_KEPT)
+                kept.extendleft(batch.events)
+                if not batch.readings:
+                    continue
             tags = latest.get(batch.device)
             if tags is None:
                 tags = latest[batch.device] = {}
@@ -99,8 +114,13 @@ class LocalStore:
             stopping.cancel()
             self._subscribers.discard(subscriber)
 
+    def event(self, device: str, event_id: str) -> Event | None:
+        """One of the device's latest events, by its id."""
+        return next((e for e in self.events.get(device, ()) if e.event_id == event_id), None)
+
     def forget(self, device: str) -> None:
         self.latest.pop(device, None)
+        self.events.pop(device, None)
 
     async def stop(self) -> None:
         """After the runtime stopped the history's task: the last samples are kept."""

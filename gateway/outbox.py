@@ -30,12 +30,14 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.events import Event
 from gateway.reading import Batch, Quality, Reading
 from gateway.registry import STREAM_CACHE_KIB, open_database
 
@@ -94,22 +96,23 @@ def encode_batch(batch: Batch) -> bytes:
         if r[3] is not _GOOD or r[4] != cycle or r[6] is not None
     ]
     received = readings[0][5] if readings else cycle
-    return orjson.dumps(
-        (
-            batch.device,
-            cycle,
-            batch.labels,
-            batch.measurement,
-            received,
-            [r[1] for r in readings],
-            [r[2] for r in readings],
-            odd,
-        )
+    record: tuple[object, ...] = (
+        batch.device,
+        cycle,
+        batch.labels,
+        batch.measurement,
+        received,
+        [r[1] for r in readings],
+        [r[2] for r in readings],
+        odd,
     )
+    if batch.events:
+        record += ([astuple(event) for event in batch.events],)
+    return orjson.dumps(record)
 
 
 def decode_batch(document: bytes) -> Batch:
-    device, cycle, labels, measurement, received, tags, values, odd = orjson.loads(document)
+    device, cycle, labels, measurement, received, tags, values, odd, *rest = orjson.loads(document)
     new = tuple.__new__
     readings = [
         new(Reading, (device, tag, value, _GOOD, cycle, received, None))
@@ -119,7 +122,8 @@ def decode_batch(document: bytes) -> Batch:
         readings[index] = Reading(
             device, tags[index], values[index], Quality(quality), source_ns, received_ns, reason
         )
-    return Batch(device, readings, cycle, labels, measurement)
+    events = [Event(*fields) for fields in rest[0]] if rest else []
+    return Batch(device, readings, cycle, labels, measurement, events)
 
 
 class IdRanges:

@@ -6,7 +6,10 @@ import enum
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from gateway.events import Event
 
 __all__ = ["Batch", "Quality", "Reading", "Value", "bad_readings", "good_readings"]
 
@@ -83,3 +86,5 @@ class Batch:
     measurement: str | None = None
     """Where time-series sinks file it (the device's or profile's ``measurement``); None
     means the sink's default."""
+    events: list[Event] = field(default_factory=list)
+    """Events the device raised (OPC UA alarms...): a batch carries readings or events."""

@@ -214,18 +214,22 @@ class Runtime:
         live, intake, wakeup = self._live, self._intake, self._intake_wakeup
         durable = bool(self._behind_outbox)
 
-        def on_cycle(cycle: Cycle) -> None:
-            if not cycle.readings:
-                return
-            batch = Batch(device_id, cycle.readings, cycle.time_ns, labels, measurement)
-            report.apply(batch)
-            if not batch.readings:
-                return  # report by exception left nothing to report
+        def deliver(batch: Batch) -> None:
             for buffer in live:
                 buffer.put(batch)
             if durable:
                 intake.append(batch)
                 wakeup.set()
+
+        def on_cycle(cycle: Cycle) -> None:
+            if cycle.events:  # every one delivered: report by exception is for values
+                deliver(Batch(device_id, [], cycle.time_ns, labels, measurement, cycle.events))
+            if not cycle.readings:
+                return
+            batch = Batch(device_id, cycle.readings, cycle.time_ns, labels, measurement)
+            report.apply(batch)
+            if batch.readings:  # else report by exception left nothing to report
+                deliver(batch)
 
         supervisor = DeviceSupervisor(
             connector,

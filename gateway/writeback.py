@@ -21,12 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.audit import Audit, AuditEntry
 from gateway.errors import GatewayError
-from gateway.protocols import TagWrite, WriteOutcome, Writer
+from gateway.events import Event
+from gateway.protocols import HandlesConditions, TagWrite, WriteOutcome, Writer
 from gateway.reading import Value
 from gateway.status import DeviceState
 from gateway.tags import Settable, TagBase
 
 __all__ = [
+    "ConditionAction",
     "TagResult",
     "WriteRefused",
     "WriteRequest",
@@ -40,6 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 WritePath = Literal["rest", "mqtt", "page"]
+ConditionAction = Literal["acknowledge", "confirm"]
 
 
 class WritesConfig(BaseModel):
@@ -184,6 +187,86 @@ class WriteService:
             duration_ms = (time.perf_counter() - clock) * 1000
         await self._audit_outcomes(device_id, writes, outcomes, who, path, started, duration_ms)
         return outcomes
+
+    async def answer_condition(
+        self,
+        target: Target | None,
+        device_id: str,
+        event: Event,
+        action: ConditionAction,
+        comment: str,
+        who: str,
+        path: WritePath,
+        may_write: bool = True,
+    ) -> WriteOutcome:
+        """Acknowledge or confirm an alarm (an OPC UA condition) on the device: the same
+        policy as a write (writes on, an operator, the device online, the rate per device)
+        and one audit entry, whose tag is the condition and whose value the action."""
+        started = time.time()
+        requested = {"action": action, "event_id": event.event_id, "comment": comment}
+        condition = event.condition_id
+        try:
+            if not may_write:
+                raise WriteRefused(403, f"this token may only read: to {action} needs an operator")
+            if condition is None:
+                raise WriteRefused(422, f"event {event.event_id} is not of a condition (an alarm)")
+            handler = self._admit_condition(target, device_id)
+        except WriteRefused as refused:
+            entry = AuditEntry(
+                int(started * 1000), who, path, device_id, condition, requested, "refused",
+                refused.reason,
+            )  # fmt: skip
+            self.counts["refused"] += 1
+            await self.audit.record([entry])
+            raise
+        assert condition is not None
+        lock = self._locks.setdefault(device_id, asyncio.Lock())
+        async with lock:
+            clock = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.config.timeout * 2):
+                    outcome = await handler.answer_condition(
+                        condition, event.event_id, action, comment
+                    )
+            except TimeoutError:
+                outcome = WriteOutcome(
+                    condition,
+                    written=False,
+                    applied=None,
+                    error=f"no answer within {self.config.timeout * 2:g} s: it may have been"
+                    " applied; not retried",
+                )
+            duration_ms = (time.perf_counter() - clock) * 1000
+        result = result_of(outcome)
+        self.counts[result] += 1
+        entry = AuditEntry(
+            int(started * 1000),
+            who,
+            path,
+            device_id,
+            condition,
+            requested,
+            result,
+            outcome.error,
+            raw=event.event_id,
+            method=outcome.method,
+            duration_ms=duration_ms,
+        )
+        await self.audit.record([entry])
+        return outcome
+
+    def _admit_condition(self, target: Target | None, device_id: str) -> HandlesConditions:
+        if not self.config.enabled:
+            raise WriteRefused(403, "writes are off in this gateway (writes.enabled: false)")
+        if target is None:
+            raise WriteRefused(404, f"no device {device_id!r}")
+        if not isinstance(target.connector, HandlesConditions):
+            raise WriteRefused(422, f"device {device_id!r}: its protocol has no alarms to answer")
+        if target.state not in (DeviceState.ONLINE, DeviceState.DEGRADED):
+            raise WriteRefused(409, f"device {device_id!r} is {target.state.value}: try again"
+                               " when it is online")  # fmt: skip
+        self._take_turn(device_id)
+        return target.connector
 
     def _verify(self, verify: bool | None) -> bool:
         return self.config.verify if verify is None else verify

@@ -21,6 +21,7 @@ from gateway.api.problems import MEDIA_TYPE, install_problem_handlers
 from gateway.api.routes import (
     devices,
     discover,
+    events,
     page,
     profiles,
     protocols,
@@ -60,6 +61,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(discover.build_router(gateway.plugins))
     app.include_router(telemetry.router)
     app.include_router(writes.router)
+    app.include_router(events.router)
     app.include_router(system.router)
     app.include_router(page.router)
     app.add_middleware(AllowedMethods, document=lambda: app.openapi())

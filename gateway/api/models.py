@@ -42,6 +42,11 @@ class StatusPublic(BaseModel):
     last_poll_duration_ms: float
     connects: int
     reconnects: int
+    line: dict[str, Any] | None = Field(
+        default=None,
+        description="For a device on a shared Modbus RTU line: usage_pct, unit_usage_pct,"
+        " demand_pct, oversubscribed, timeouts, crc_errors, partial_frames, opened",
+    )
 
     @classmethod
     def of(cls, status: DeviceStatus) -> StatusPublic:

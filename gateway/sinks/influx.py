@@ -55,7 +55,11 @@ class InfluxSink:
         self._config = config
         self._target = config.target
         self._encoder = LineEncoder(
-            gateway_id, config.measurement, config.precision, unsigned=config.writes_unsigned
+            gateway_id,
+            config.measurement,
+            config.precision,
+            unsigned=config.writes_unsigned,
+            events_measurement=config.events_measurement,
         )
         self._transport: _Transport | None = None
         self._reasons: set[str] = set()

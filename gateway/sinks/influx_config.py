@@ -47,6 +47,8 @@ class InfluxConfig(SinkConfigBase):
     """api v1: user (HTTP basic authentication)."""
     password: SecretStr | None = None
     measurement: Measurement = "telemetry"
+    events_measurement: Measurement = "events"
+    """Where devices' events and alarm transitions go, one point each."""
     """Measurement of devices whose profile or own config names none."""
     precision: Precision = "ms"
     """Timestamp precision written; source timestamps are truncated to it."""

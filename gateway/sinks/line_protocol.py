@@ -14,6 +14,11 @@ One point per device and timestamp, one field per tag (the layout Grafana users 
   the server has that type (``unsigned=True``: InfluxDB 2.x/3.x), else as a float;
 - timestamp: the reading's source time, truncated to the precision.
 
+Events (OPC UA alarms...) are one point each in their own measurement (``events``): the same
+tags plus ``type``, ``source`` and, for conditions, ``condition``; fields ``message``,
+``severity``, ``event_id`` and the condition's ``active``, ``acked``, ``confirmed``, ``retain``;
+the event's time.
+
 Escaping, per the line protocol reference: the measurement escapes commas and spaces; tag keys,
 tag values and field keys escape commas, equals signs and spaces; string field values escape
 backslashes and double quotes. Newline, carriage return and tab become ``\n``, ``\r``, ``\t``
@@ -37,6 +42,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.events import Event
 from gateway.reading import Batch, Quality
 
 __all__ = [
@@ -118,10 +124,17 @@ class LineEncoder:
     """Turns batches into line protocol, caching what repeats from one batch to the next."""
 
     def __init__(
-        self, gateway_id: str, measurement: str, precision: str, *, unsigned: bool
+        self,
+        gateway_id: str,
+        measurement: str,
+        precision: str,
+        *,
+        unsigned: bool,
+        events_measurement: str = "events",
     ) -> None:
         """``measurement`` is the default; ``unsigned`` says whether the server has uint64."""
         self._gateway = gateway_id
+        self._events_measurement = events_measurement
         self._measurement = measurement
         self._divisor = precision_divisor(precision)
         self._unsigned = unsigned
@@ -142,6 +155,10 @@ class LineEncoder:
         # is typed Any rather than narrowed.
         value: Any
         for batch in batches:
+            if batch.events:
+                lines += self._event_lines(batch)
+            if not batch.readings:
+                continue
             series = self._series_of(batch)
             groups: dict[int, _Fields] = {}
             last_ns: int | None = None
@@ -236,9 +253,18 @@ class LineEncoder:
                 texts.append(key + wide)
         return kept_keys, kept
 
-    def _series_of(self, batch: Batch) -> str:
-        """The escaped measurement and tag set of the batch's device, built once per device."""
-        measurement = batch.measurement or self._measurement
+    def _event_lines(self, batch: Batch) -> list[str]:
+        series = self._series_of(batch, self._events_measurement)
+        divisor = self._divisor
+        return [
+            f"{series}{_event_tags(e)} {_event_fields(e)} {_event_ns(e) // divisor}"
+            for e in batch.events
+        ]
+
+    def _series_of(self, batch: Batch, measurement: str | None = None) -> str:
+        """The escaped measurement and tag set of the batch's device, built once per device
+        and measurement (the batch's, unless given)."""
+        measurement = measurement or batch.measurement or self._measurement
         key = (batch.device, measurement)
         labels = batch.labels
         cached = self._series.get(key)
@@ -309,3 +335,33 @@ class LineEncoder:
                 where,
                 text,
             )
+
+
+def _event_tags(event: Event) -> str:
+    tags = [("source", event.source), ("type", event.event_type)]
+    if event.condition is not None:
+        tags.append(("condition", event.condition))
+    pairs = ((escape_key(name), escape_key(value)) for name, value in tags)
+    return "".join(f",{key}={value}" for key, value in pairs if value)
+
+
+def _event_fields(event: Event) -> str:
+    fields = [
+        f'message="{escape_string(event.message)}"',
+        f"severity={event.severity}i",
+        f'event_id="{event.event_id}"',
+    ]
+    if event.condition_id is not None:
+        fields.append(f'condition_id="{escape_string(event.condition_id)}"')
+        for name in ("active", "acked", "confirmed", "retain"):
+            value = getattr(event, name)
+            if value is not None:
+                fields.append(f"{name}={'true' if value else 'false'}")
+    if event.refresh:
+        fields.append("refresh=true")
+    return ",".join(fields)
+
+
+def _event_ns(event: Event) -> int:
+    """The server's time of the event, or when it arrived if the server gave none."""
+    return event.time_ns or event.received_ns

@@ -28,8 +28,10 @@ from gateway.sinks.mqtt_payload import (
     desired_config_topic,
     device_status_topic,
     encode_device_status,
+    encode_event,
     encode_gateway_status,
     encode_telemetry,
+    events_topic,
     gateway_status_topic,
     reported_config_topic,
     telemetry_topic,
@@ -132,11 +134,17 @@ class MqttSink:
         return self.connected
 
     async def write(self, batches: Sequence[Batch]) -> None:
-        """Publish one telemetry message per batch; with QoS >= 1, return once all are acked."""
+        """Publish one telemetry message per batch of readings and one message per event;
+        with QoS >= 1, return once all are acked."""
         conn = self._live()
         prefix, gateway_id = self._config.topic_prefix, self._gateway_id
         messages: list[Message] = []
         for batch in batches:
+            if batch.events:
+                topic = events_topic(prefix, gateway_id, batch.device)
+                messages += [(topic, encode_event(event), False) for event in batch.events]
+            if not batch.readings:
+                continue
             try:
                 payload = encode_telemetry(batch)
             except orjson.JSONEncodeError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import orjson
 
+from gateway.events import Event
 from gateway.reading import Batch, Quality, Value
 from gateway.status import DeviceStatus
 
@@ -22,8 +23,10 @@ __all__ = [
     "command_topic",
     "device_status_topic",
     "encode_device_status",
+    "encode_event",
     "encode_gateway_status",
     "encode_telemetry",
+    "events_topic",
     "gateway_status_topic",
     "telemetry_topic",
 ]
@@ -37,6 +40,15 @@ _UNCERTAIN = Quality.UNCERTAIN
 
 def telemetry_topic(prefix: str, gateway_id: str, device: str) -> str:
     return f"{prefix}/{gateway_id}/{device}/telemetry"
+
+
+def events_topic(prefix: str, gateway_id: str, device: str) -> str:
+    """Where a device's events and alarm transitions go, one message each (not retained)."""
+    return f"{prefix}/{gateway_id}/{device}/events"
+
+
+def encode_event(event: Event) -> bytes:
+    return orjson.dumps(event.as_dict())
 
 
 def command_topic(prefix: str, gateway_id: str, device: str) -> str:

@@ -7,6 +7,7 @@ import {
 } from "./lib.js";
 import { openEdit } from "./edit.js";
 import { showWrites } from "./write.js";
+import { hideEvents, showEvents } from "./events.js";
 
 // Buckets that make each range a few hundred points (the history keeps at most one sample per
 // tag per history.min_interval, 5 s by default).
@@ -42,6 +43,7 @@ export async function openDevice(device, ctx) {
   $("chart-tag").replaceChildren(...names.map((name) => h("option", { value: name, text: name })));
   if (view.tag) $("chart-tag").value = view.tag;
   refreshDeviceView(device, true);
+  showEvents(device, ctx.write);
   if (!$("device").open) $("device").showModal();
   await draw();
 }
@@ -189,6 +191,7 @@ function showError(error) {
 
 function close() {
   clearInterval(view.timer);
+  hideEvents();
   view.loading++;
   if (view.plot) { view.plot.destroy(); view.plot = null; }
   view.device = null; view.stats = null;
