@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages of the real servers the integration tests start (on free ports).
+# Debian packages of the real servers the integration tests start (on free ports), and of the
+# container tier (tests/containers: podman builds and runs the images; root only).
 DEBIAN_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb influxdb-client chromium chromium-driver nats-server socat
+CONTAINER_PACKAGES := podman runc buildah debootstrap uidmap slirp4netns fuse-overlayfs
 
 .PHONY: demo test lint unit integration bench install system-packages clean proto
 
@@ -19,7 +21,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 install: $(STAMP)
 
 system-packages:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	@missing=""; for p in $(DEBIAN_PACKAGES) $$([ "$$(id -u)" = 0 ] && echo $(CONTAINER_PACKAGES)); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -42,6 +44,8 @@ integration: $(STAMP) system-packages
 	$(BIN)/pytest -q tests/integration
 
 test: $(STAMP) system-packages lint
+	@$(BIN)/python -c "from tests.support.podman_stack import podman_available as a; r = a(); \
+	  print('container tier: ' + ('runs (podman)' if r is None else 'SKIPPED: ' + r))"
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
