@@ -36,7 +36,9 @@ class Report:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanStack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[PodmanStack]:
     stack = PodmanStack(tmp_path_factory.mktemp("podman"))
     try:
         stack.build()
@@ -51,7 +53,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanStack]:
             stack.down()
             assert stack.leftovers() == {}, stack.leftovers()
         finally:
-            print("\n" + "\n".join(f"  container tier: {line}" for line in Report.lines))
+            # Shown in make test's output, not captured: the figures of the closing notes.
+            capture = request.config.pluginmanager.getplugin("capturemanager")
+            with capture.global_and_fixture_disabled():
+                print("\n" + "\n".join(f"  container tier: {line}" for line in Report.lines))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """OPC UA events and alarms through the whole gateway: the simulator's Boiler1 temperature alarm
-goes active and is published on ``.../events`` with its severity and message, is acknowledged
-over the API (policy and audit of writes), returns to normal, and after a server restart the
-ConditionRefresh brings the active alarm back."""
+goes active and is published on ``.../events`` with its severity and message (and stored in the
+TSDB's ``events`` measurement), is acknowledged over the API (policy and audit of writes),
+returns to normal, and after a server restart the ConditionRefresh brings the active alarm
+back."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.support.gateway import ADMIN_TOKEN, VIEWER_TOKEN, GatewayProcess
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_watch import MqttWatch, Received
 from tests.support.opcua import OpcUaSimulator
+from tests.support.victoria import Series, VictoriaMetrics
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +41,22 @@ def sim(tmp_path: Path) -> Iterator[OpcUaSimulator]:
 
 
 @pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    server = VictoriaMetrics(tmp_path / "victoria").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def watch(mosquitto: Mosquitto) -> Iterator[MqttWatch]:
     watcher = MqttWatch(mosquitto.host, mosquitto.port, f"{PREFIX}/#").start()
     yield watcher
     watcher.stop()
 
 
-def gateway_config(mosquitto: Mosquitto, sim: OpcUaSimulator) -> dict[str, Any]:
+def gateway_config(
+    mosquitto: Mosquitto, sim: OpcUaSimulator, victoria: VictoriaMetrics
+) -> dict[str, Any]:
     speed = {"name": "speed", "node": f"nsu={NAMESPACE};s=Line1.Filler.Speed"}
     return {
         "gateway": {"id": GW, "log_level": "INFO"},
@@ -56,7 +67,14 @@ def gateway_config(mosquitto: Mosquitto, sim: OpcUaSimulator) -> dict[str, Any]:
                 "port": mosquitto.port,
                 "topic_prefix": PREFIX,
                 "qos": 1,
-            }
+            },
+            "tsdb": {
+                "type": "influxdb",
+                "url": victoria.url,
+                "org": "plant",
+                "bucket": "telemetry",
+                "token": "x",
+            },
         },
         "runtime": {"reconnect_min": 0.1, "reconnect_max": 0.5, "status_interval": 1},
         "writes": {"enabled": True},
@@ -94,9 +112,10 @@ def test_an_alarm_published_acknowledged_cleared_and_refreshed_after_a_restart(
     sim: OpcUaSimulator,
     mosquitto: Mosquitto,
     watch: MqttWatch,
+    victoria: VictoriaMetrics,
     run_gateway: Callable[[dict[str, Any]], GatewayProcess],
 ) -> None:
-    gateway = run_gateway(gateway_config(mosquitto, sim.start()))
+    gateway = run_gateway(gateway_config(mosquitto, sim.start(), victoria))
     url = gateway.wait_api()
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     viewer = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
@@ -108,6 +127,17 @@ def test_an_alarm_published_acknowledged_cleared_and_refreshed_after_a_restart(
     assert active["device"] == "boiler"
     event_id = active["event_id"]
     assert not [m for m in watch.messages(EVENTS) if m.retain]  # one message per event
+
+    # The TSDB keeps the numbers (VictoriaMetrics drops string fields such as the message).
+    def severity_stored(found: list[Series]) -> bool:
+        return any(
+            s.labels.get("condition") == "TemperatureHigh" and ACTIVE_SEVERITY in s.values
+            for s in found
+        )
+
+    [stored, *_] = victoria.wait_for_series('{__name__="events_severity"}', severity_stored)
+    assert stored.labels["device"] == "boiler" and stored.labels["gateway"] == GW
+    assert stored.labels["source"] == active["source"] and stored.labels["type"] == active["type"]
 
     with httpx.Client(base_url=url, timeout=20) as api:
         listed = api.get("/api/v1/devices/boiler/events", headers=viewer).json()["items"]
