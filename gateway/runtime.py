@@ -292,8 +292,11 @@ class Runtime:
         while True:
             wait = refresh_at - loop.time()
             if wait > 0 and not channel.dirty:
+                # Not asyncio.wait_for: in Python 3.11 it drops a cancellation that comes with
+                # its result (the shutdown wakes this up as it cancels it), and the stop hung.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(channel.wakeup.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await channel.wakeup.wait()
             channel.wakeup.clear()
             now = loop.time()
             if now >= refresh_at:

@@ -7,11 +7,13 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import pytest
+
 from gateway.config import DeviceConfig, GatewayConfig, parse_config
 from gateway.cycle import Cycle
 from gateway.devices import GroupBase
 from gateway.protocols import Connector
-from gateway.runtime import Runtime
+from gateway.runtime import Runtime, _StatusChannel
 from gateway.status import DeviceStatus
 from tests.support.processes import async_wait_until
 from tests.unit.fakes import FakeConnector, FakeSink, cycle
@@ -187,3 +189,20 @@ async def test_every_status_is_refreshed_on_schedule_in_one_round_trip() -> None
     assert len(refreshes) >= 4
     assert max(b - a for a, b in itertools.pairwise(refreshes)) < 0.75
     assert any(devices == ["flaky"] for _, devices in sink.calls)
+
+
+async def test_the_status_publisher_stops_when_woken_and_cancelled_at_once() -> None:
+    """Python 3.11's ``asyncio.wait_for`` dropped a cancellation that came with its result:
+    the status publisher, woken by the devices going offline at shutdown in the same loop pass
+    as its cancellation, then published on and the gateway's stop waited forever (seen as a
+    SIGKILL after 15 s in tests/integration/test_control_plane.py)."""
+    sink = FakeSink()
+    runtime = Runtime(config("dev", status_interval=60), [sink], {"modbus": Factory()})
+    channel = _StatusChannel(sink, sink.name)
+    publishing = asyncio.create_task(runtime._publish_statuses(channel))
+    await asyncio.sleep(0.01)  # waiting for its wake-up
+    channel.wakeup.set()
+    publishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(2):
+            await publishing
