@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from connectors.modbus.config import ModbusTag
+from gateway.events import Event
 from gateway.reading import Batch, Quality, Reading, Value
 from gateway.sinks.sparkplug import sparkplug_b_pb2 as pb
 from gateway.sinks.sparkplug.node import REBIRTH, EdgeNode, Published
@@ -252,3 +253,13 @@ def test_data_of_a_device_no_longer_running_is_counted_not_published(
     node.node_birth(0, 1)
     assert node.device_data(batch("gone", {"temp": 1, "x": 2}, 1), directory) == []
     assert node.skipped_values == 2
+
+
+def test_a_batch_of_events_alone_is_no_ddata(setup: tuple[EdgeNode, Directory]) -> None:
+    node, directory = setup
+    node.node_birth(0, 1)
+    alarm = Event("press", "0a", "AlarmConditionType", "press.temp", "hot", 700, 1, 2)
+    assert node.device_data(Batch("press", [], 10**9, events=[alarm]), directory) == []
+    # No sequence number was spent: the first data is still DBIRTH 1, DDATA 2.
+    out = node.device_data(batch("press", {"temp": 1}, 2 * 10**9), directory)
+    assert [decode(m).seq for m in out] == [1, 2]

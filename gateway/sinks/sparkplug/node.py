@@ -217,7 +217,10 @@ class EdgeNode:
         self._devices.pop(device, None)
 
     def device_data(self, batch: Batch, directory: DeviceDirectory) -> list[Published]:
-        """DDATA of one batch, preceded by a DBIRTH when the device needs one."""
+        """DDATA of one batch, preceded by a DBIRTH when the device needs one; nothing for a
+        batch of events alone (Sparkplug B has no events: they go to the other sinks)."""
+        if not batch.readings:
+            return []
         device = batch.device
         tags = directory.tags_of(device)
         if tags is None:
