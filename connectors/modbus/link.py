@@ -64,7 +64,7 @@ def _drop_undecodable(ctx: TransactionManager, link: ModbusLink) -> None:
 
     def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
         link.received_bytes += len(data)
-        if len(link.answer) < _KEPT_ANSWER_BYTES:
+        if link.rtu and len(link.answer) < _KEPT_ANSWER_BYTES:
             link.answer += data
         try:
             return callback(data, addr)
@@ -201,7 +201,8 @@ class ModbusLink:
         self.client.ctx.comm_params.timeout_connect = wait_s
         received = self.received_bytes
         self.answer.clear()
-        started = time.monotonic()
+        # A line's time is accounted; a TCP link's would be work per request for nothing.
+        started = time.monotonic() if self.rtu else 0.0
         try:
             return await request(*args, **kwargs)
         except ConnectionException as exc:
@@ -215,9 +216,10 @@ class ModbusLink:
             self.load.timeouts += 1
             raise NoResponse(str(exc)) from exc
         finally:
-            finished = time.monotonic()
-            self._quiet_at = finished + self.gap_s
-            self.load.busy(finished - started + self.gap_s, kwargs["device_id"])
+            if self.rtu:
+                finished = time.monotonic()
+                self._quiet_at = finished + self.gap_s
+                self.load.busy(finished - started + self.gap_s, kwargs["device_id"])
 
     def _undecodable(self, garbage: int, expected: int | None) -> str:
         fault = _rtu_fault(bytes(self.answer), expected) if self.rtu else None
