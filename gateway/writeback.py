@@ -256,17 +256,30 @@ class WriteService:
         return outcome
 
     def _admit_condition(self, target: Target | None, device_id: str) -> HandlesConditions:
+        target = self._known(target, device_id)
+        if not isinstance(target.connector, HandlesConditions):
+            raise WriteRefused(422, f"device {device_id!r}: its protocol has no alarms to answer")
+        self._online_and_in_rate(target, device_id)
+        return target.connector
+
+    def _known(self, target: Target | None, device_id: str) -> Target:
+        """What every write and answer needs first: writes on, the device known."""
         if not self.config.enabled:
             raise WriteRefused(403, "writes are off in this gateway (writes.enabled: false)")
         if target is None:
             raise WriteRefused(404, f"no device {device_id!r}")
-        if not isinstance(target.connector, HandlesConditions):
-            raise WriteRefused(422, f"device {device_id!r}: its protocol has no alarms to answer")
+        return target
+
+    def _online_and_in_rate(self, target: Target, device_id: str) -> None:
+        """And last: the device online (nothing is queued: a set point must not arrive late),
+        and the rate per device not exceeded."""
         if target.state not in (DeviceState.ONLINE, DeviceState.DEGRADED):
-            raise WriteRefused(409, f"device {device_id!r} is {target.state.value}: try again"
-                               " when it is online")  # fmt: skip
+            raise WriteRefused(
+                409,
+                f"device {device_id!r} is {target.state.value}: a write is never queued (a set"
+                " point must not arrive late); try again when it is online",
+            )
         self._take_turn(device_id)
-        return target.connector
 
     def _verify(self, verify: bool | None) -> bool:
         return self.config.verify if verify is None else verify
@@ -274,10 +287,7 @@ class WriteService:
     def _admit(
         self, target: Target | None, device_id: str, values: Mapping[str, object]
     ) -> tuple[Writer, list[TagWrite]]:
-        if not self.config.enabled:
-            raise WriteRefused(403, "writes are off in this gateway (writes.enabled: false)")
-        if target is None:
-            raise WriteRefused(404, f"no device {device_id!r}")
+        target = self._known(target, device_id)
         if not values:
             raise WriteRefused(422, "no values to write")
         writes = []
@@ -291,13 +301,7 @@ class WriteService:
                 raise WriteRefused(422, str(exc), name) from None
         if not isinstance(target.connector, Writer):
             raise WriteRefused(422, f"device {device_id!r}: its protocol cannot write")
-        if target.state not in (DeviceState.ONLINE, DeviceState.DEGRADED):
-            raise WriteRefused(
-                409,
-                f"device {device_id!r} is {target.state.value}: a write is never queued (a set"
-                " point must not arrive late); try again when it is online",
-            )
-        self._take_turn(device_id)
+        self._online_and_in_rate(target, device_id)
         return target.connector, writes
 
     def _take_turn(self, device_id: str) -> None:
