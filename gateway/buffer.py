@@ -59,9 +59,15 @@ class SinkBuffer:
     @property
     def depth(self) -> int:
         """Readings waiting for this sink, including those being written (and, with the
-        outbox, those waiting on disk)."""
+        outbox, those waiting on disk, and those it could not store, in memory)."""
         if self._outbox is not None:
-            return self._outbox.pending_readings[self.sink.name]
+            unstored = sum(
+                len(batch.readings)
+                for entries in (self._queue, self._inflight)
+                for row_id, batch in entries
+                if not row_id
+            )
+            return self._outbox.pending_readings[self.sink.name] + unstored
         return self._queued_readings + sum(len(b.readings) for _, b in self._inflight)
 
     @property

@@ -288,3 +288,24 @@ async def test_a_full_disk_costs_the_replay_not_the_live_data(
     await outbox.persist()
     worker.cancel()
     outbox.close()
+
+
+async def test_what_the_outbox_could_not_store_counts_as_waiting(
+    tmp_path: Path, tasks: list[asyncio.Task[None]]
+) -> None:
+    """Batches the outbox could not store (a full disk) wait in memory: the sink's depth (the
+    gateway_sink_buffer_readings gauge) includes them until they are written, so whoever waits
+    for it to reach 0 does not stop while they are still on their way."""
+    config = RuntimeConfig(retry_min=0.001, retry_max=0.01)
+    outbox = Outbox(tmp_path / "g.db", ["fake"], config.outbox)
+    sink = FakeSink()
+    sink.gate.clear()  # the broker is away
+    buffer = SinkBuffer(sink, config, outbox)
+    tasks.append(asyncio.create_task(buffer.run()))
+    stored = batch("d", [1] * 100, cycle_ns=1)
+    buffer.put(stored, await store(outbox, stored))
+    buffer.put(batch("d", [2] * 30, cycle_ns=2), 0)  # not stored: the disk was full
+    assert buffer.depth == 130
+    sink.gate.set()
+    await async_wait_until(lambda: buffer.depth == 0, 10, "both written")
+    assert sorted(b.cycle_ns for b in sink.written) == [1, 2]
