@@ -1,32 +1,31 @@
 """OPTIONS and 405 as HTTP says (RFC 9110): ``Allow`` lists every method of the path, not only
 those of the first route that matched it (Starlette's 405 does that). The methods come from
-the OpenAPI document, the one place that lists every documented route whatever FastAPI's
-router looks like inside."""
+every route of the app whose path pattern matches."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AllowedMethods"]
 
-_PARAMETER = re.compile(r"\\\{[^/]+?\\\}")
-
 
 class AllowedMethods:
-    def __init__(self, app: ASGIApp, document: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, app: ASGIApp, routes: Callable[[], Sequence[BaseRoute]]) -> None:
         self.app = app
-        self._document = document
+        self._routes = routes
         self._paths: list[tuple[re.Pattern[str], set[str]]] | None = None
 
     def allowed(self, path: str) -> list[str]:
         if self._paths is None:
             self._paths = [
-                (re.compile(_PARAMETER.sub("[^/]+", re.escape(template)) + "$"), set(operations))
-                for template, operations in self._document().get("paths", {}).items()
+                (pattern, set(methods))
+                for route in self._routes()
+                if isinstance(pattern := getattr(route, "path_regex", None), re.Pattern)
+                and (methods := getattr(route, "methods", None))
             ]
         methods = {m.upper() for pattern, ms in self._paths if pattern.match(path) for m in ms}
         if methods:

@@ -99,8 +99,8 @@ def client(fake: FakeDiscoverer, tmp_path: Path) -> Iterator[TestClient]:
             writes=SimpleNamespace(enabled=False),
         )
     )
-    app.include_router(discover.build_router(plugins))
-    app.include_router(protocols.me_router())
+    discover.build_routes(plugins).add_to(app.router)
+    protocols.me_routes().add_to(app.router)
     with TestClient(app) as test_client:
         yield test_client
 

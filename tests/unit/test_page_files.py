@@ -19,7 +19,7 @@ STATIC = Path(page.__file__).resolve().parents[1] / "static"
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
     app = FastAPI()
-    app.include_router(page.router)
+    page.routes.add_to(app.router)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -1,1 +1,1 @@
-"""One router per resource."""
+"""One set of routes per resource."""

@@ -1,7 +1,7 @@
 """/api/v1/devices: register, list, change, remove, enable and disable devices.
 
-The bodies are the installed protocol plugins' device models, so the router is built for a
-set of plugins (``build_router``). No ``from __future__ import annotations`` here: the body
+The bodies are the installed protocol plugins' device models, so the routes are built for a
+set of plugins (``build_routes``). No ``from __future__ import annotations`` here: the body
 annotations are evaluated when the routes are defined, with the plugins' union.
 """
 
@@ -9,7 +9,7 @@ import asyncio
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Body, Query, Request, Response
 from pydantic import Field, ValidationError
 
 from gateway.api.bulk import CSV_MEDIA_TYPE, parse_csv
@@ -24,13 +24,14 @@ from gateway.api.models import (
     StatusPublic,
 )
 from gateway.api.problems import ERRORS, MalformedBody
+from gateway.api.routeset import RouteSet
 from gateway.config import DeviceConfig, device_adapter, device_union, problems_from
 from gateway.control import ControlPlane, NotFound, Source
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.plugins import Plugins
 from gateway.status import DeviceState
 
-__all__ = ["ERRORS", "build_router"]
+__all__ = ["ERRORS", "build_routes"]
 
 _YIELD_EVERY = 100
 """Listed devices between two yields to the event loop (a 1,000-device page takes ~30 ms)."""
@@ -50,12 +51,12 @@ def public(control: ControlPlane, device: DeviceConfig, source: Source) -> Devic
     )
 
 
-def build_router(plugins: Plugins) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/devices", tags=["devices"], responses=ERRORS)
+def build_routes(plugins: Plugins) -> RouteSet:
+    routes = RouteSet(prefix="/api/v1/devices", tags=["devices"], responses=ERRORS)
     adapter = device_adapter(plugins)
     DeviceBody = device_union(plugins)
 
-    @router.get(
+    @routes.get(
         "",
         response_model=DevicePage,
         dependencies=[KnownQuery("label", "protocol", "profile", "state", "q", "offset", "limit")],
@@ -100,13 +101,13 @@ def build_router(plugins: Plugins) -> APIRouter:
         page = {"items": items, "total": len(ids), "offset": offset, "limit": limit}
         return Response(orjson.dumps(page), media_type="application/json")
 
-    @router.get("/counts", response_model=DeviceCounts)
+    @routes.get("/counts", response_model=DeviceCounts)
     async def count_devices(control: Control, _: Viewer) -> DeviceCounts:
         """How many devices there are, by state (for a page's filter buttons)."""
         counts = control.counts()
         return DeviceCounts(total=sum(counts.values()), states=counts)
 
-    @router.post("", response_model=DevicePublic, status_code=201)
+    @routes.post("", response_model=DevicePublic, status_code=201)
     async def create_device(
         device: DeviceBody,  # type: ignore[valid-type]
         control: Control,
@@ -116,7 +117,7 @@ def build_router(plugins: Plugins) -> APIRouter:
         await control.create_devices([device])
         return public(control, device, "api")
 
-    @router.post(
+    @routes.post(
         "/bulk",
         response_model=BulkCreated,
         status_code=201,
@@ -215,12 +216,12 @@ def build_router(plugins: Plugins) -> APIRouter:
             raise ConfigError(problems)
         return devices
 
-    @router.get("/{device_id}", response_model=DevicePublic)
+    @routes.get("/{device_id}", response_model=DevicePublic)
     async def get_device(device_id: str, control: Control, _: Viewer) -> DevicePublic:
         device, source = control.device(device_id)
         return public(control, device, source)
 
-    @router.put("/{device_id}", response_model=DevicePublic)
+    @routes.put("/{device_id}", response_model=DevicePublic)
     async def replace_device(
         device_id: str,
         device: DeviceBody,  # type: ignore[valid-type]
@@ -232,7 +233,7 @@ def build_router(plugins: Plugins) -> APIRouter:
         await control.replace_device(device_id, device)
         return public(control, device, "api")
 
-    @router.patch("/{device_id}", response_model=DevicePublic)
+    @routes.patch("/{device_id}", response_model=DevicePublic)
     async def patch_device(
         device_id: str,
         control: Control,
@@ -243,24 +244,24 @@ def build_router(plugins: Plugins) -> APIRouter:
         device = await control.patch_device(device_id, changes)
         return public(control, device, "api")
 
-    @router.delete("/{device_id}", status_code=204, response_class=Response)
+    @routes.delete("/{device_id}", status_code=204, response_class=Response)
     async def delete_device(device_id: str, control: Control, _: Admin) -> Response:
         """Stop the device, publish it offline and clear its retained status."""
         await control.delete_device(device_id)
         return Response(status_code=204)
 
-    @router.post("/{device_id}/enable", response_model=DevicePublic)
+    @routes.post("/{device_id}/enable", response_model=DevicePublic)
     async def enable_device(device_id: str, control: Control, _: Admin) -> DevicePublic:
         device = await control.patch_device(device_id, {"enabled": True})
         return public(control, device, "api")
 
-    @router.post("/{device_id}/disable", response_model=DevicePublic)
+    @routes.post("/{device_id}/disable", response_model=DevicePublic)
     async def disable_device(device_id: str, control: Control, _: Admin) -> DevicePublic:
         device = await control.patch_device(device_id, {"enabled": False})
         return public(control, device, "api")
 
-    @router.get("/{device_id}/status", response_model=StatusPublic)
+    @routes.get("/{device_id}/status", response_model=StatusPublic)
     async def device_status(device_id: str, control: Control, _: Viewer) -> StatusPublic:
         return StatusPublic.of(control.status(device_id))
 
-    return router
+    return routes

@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import Body, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.api.deps import Admin
 from gateway.api.problems import ERRORS, Problem, problem
+from gateway.api.routeset import RouteSet
 from gateway.config import problems_from
 from gateway.errors import ConfigError, ConnectorError
 from gateway.plugins import Discoverer, PluginContext, Plugins
 
-__all__ = ["DiscoverRequest", "DiscoverResult", "DiscoveredVariable", "build_router"]
+__all__ = ["DiscoverRequest", "DiscoverResult", "DiscoveredVariable", "build_routes"]
 
 
 class DiscoverRequest(BaseModel):
@@ -71,11 +72,11 @@ def _context(request: Request) -> PluginContext:
     return PluginContext(settings.id, settings.data_dir)
 
 
-def build_router(plugins: Plugins) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/protocols", tags=["protocols"], responses=_RESPONSES)
+def build_routes(plugins: Plugins) -> RouteSet:
+    routes = RouteSet(prefix="/api/v1/protocols", tags=["protocols"], responses=_RESPONSES)
     discoverers = {t: p for t, p in plugins.protocols.items() if isinstance(p, Discoverer)}
 
-    @router.post(
+    @routes.post(
         "/{type}/discover",
         response_model=DiscoverResult,
         # The body is validated here, after the type is known, so that every bad field (the
@@ -141,4 +142,4 @@ def build_router(plugins: Plugins) -> APIRouter:
         ]
         return DiscoverResult(type=type, variables=variables, truncated=len(found) > options.limit)
 
-    return router
+    return routes

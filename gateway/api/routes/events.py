@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import Control, KnownQuery, Store, Viewer, Writes
 from gateway.api.problems import ERRORS, MEDIA_TYPE, Problem
+from gateway.api.routeset import RouteSet
 from gateway.control import NotFound
 from gateway.local_store import EVENTS_KEPT
 from gateway.writeback import result_of
 
-__all__ = ["router"]
+__all__ = ["routes"]
 
-router = APIRouter(prefix="/api/v1", tags=["events"], responses=ERRORS)
+routes = RouteSet(prefix="/api/v1", tags=["events"], responses=ERRORS)
 
 
 class DeviceEvents(BaseModel):
@@ -43,7 +44,7 @@ class AnswerResult(BaseModel):
     error: str | None = None
 
 
-@router.get(
+@routes.get(
     "/devices/{device_id}/events",
     response_model=DeviceEvents,
     dependencies=[KnownQuery("limit", "min_severity")],
@@ -63,7 +64,7 @@ async def events(
     return DeviceEvents(device=device_id, items=chosen)
 
 
-@router.post(
+@routes.post(
     "/devices/{device_id}/events/{event_id}/{action}",
     response_model=AnswerResult,
     responses={

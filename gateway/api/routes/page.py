@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 
-__all__ = ["CSP", "router"]
+from gateway.api.routeset import RouteSet
+
+__all__ = ["CSP", "routes"]
 
 _STATIC = Path(__file__).parent.parent / "static"
 _TYPES = {
@@ -49,15 +51,15 @@ class _File:
 _FILES = {path.name: _File(path) for path in _STATIC.iterdir() if path.suffix in _TYPES}
 _PAGE = _FILES.pop("index.html")
 
-router = APIRouter(include_in_schema=False)
+routes = RouteSet(include_in_schema=False)
 
 
-@router.get("/")
+@routes.get("/")
 async def page(request: Request) -> Response:
     return _PAGE.response(request, {"Content-Security-Policy": CSP})
 
 
-@router.get("/static/{name}")
+@routes.get("/static/{name}")
 async def static(name: str, request: Request) -> Response:
     """Only the files of the directory itself, by exact name: no path reaches anything else."""
     found = _FILES.get(name)

@@ -1,18 +1,19 @@
 """/api/v1/profiles: reusable tag lists (templates) for devices.
 
-Built for a set of plugins, like the devices router (no postponed annotations here).
+Built for a set of plugins, like the devices routes (no postponed annotations here).
 """
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from gateway.api.deps import Admin, Control, Viewer
 from gateway.api.models import ProfilePublic
 from gateway.api.problems import ERRORS
+from gateway.api.routeset import RouteSet
 from gateway.config import ProfileConfig, profile_union
 from gateway.control import ControlPlane, Source
 from gateway.plugins import Plugins
 
-__all__ = ["build_router"]
+__all__ = ["build_routes"]
 
 
 def public(control: ControlPlane, profile: ProfileConfig, source: Source) -> ProfilePublic:
@@ -26,15 +27,15 @@ def public(control: ControlPlane, profile: ProfileConfig, source: Source) -> Pro
     )
 
 
-def build_router(plugins: Plugins) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/profiles", tags=["profiles"], responses=ERRORS)
+def build_routes(plugins: Plugins) -> RouteSet:
+    routes = RouteSet(prefix="/api/v1/profiles", tags=["profiles"], responses=ERRORS)
     ProfileBody = profile_union(plugins)
 
-    @router.get("", response_model=list[ProfilePublic])
+    @routes.get("", response_model=list[ProfilePublic])
     async def list_profiles(control: Control, _: Viewer) -> list[ProfilePublic]:
         return [public(control, p, s) for p, s in control.profiles()]
 
-    @router.post("", response_model=ProfilePublic, status_code=201)
+    @routes.post("", response_model=ProfilePublic, status_code=201)
     async def create_profile(
         profile: ProfileBody,  # type: ignore[valid-type]
         control: Control,
@@ -43,12 +44,12 @@ def build_router(plugins: Plugins) -> APIRouter:
         await control.create_profile(profile)
         return public(control, profile, "api")
 
-    @router.get("/{profile_id}", response_model=ProfilePublic)
+    @routes.get("/{profile_id}", response_model=ProfilePublic)
     async def get_profile(profile_id: str, control: Control, _: Viewer) -> ProfilePublic:
         profile, source = control.profile(profile_id)
         return public(control, profile, source)
 
-    @router.put("/{profile_id}", response_model=ProfilePublic)
+    @routes.put("/{profile_id}", response_model=ProfilePublic)
     async def replace_profile(
         profile_id: str,
         profile: ProfileBody,  # type: ignore[valid-type]
@@ -59,10 +60,10 @@ def build_router(plugins: Plugins) -> APIRouter:
         await control.replace_profile(profile_id, profile)
         return public(control, profile, "api")
 
-    @router.delete("/{profile_id}", status_code=204, response_class=Response)
+    @routes.delete("/{profile_id}", status_code=204, response_class=Response)
     async def delete_profile(profile_id: str, control: Control, _: Admin) -> Response:
         """Delete an unused profile (409 names the devices still using it)."""
         await control.delete_profile(profile_id)
         return Response(status_code=204)
 
-    return router
+    return routes

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from gateway.api.deps import Viewer
 from gateway.api.models import Caller, FieldPublic, ProtocolPublic
 from gateway.api.problems import ERRORS
+from gateway.api.routeset import RouteSet
 from gateway.devices import DeviceBase
 from gateway.plugins import Discoverer, Plugins, ProtocolPlugin, RegistrationForm
 
-__all__ = ["build_router", "describe", "me_router"]
+__all__ = ["build_routes", "describe", "me_routes"]
 
 _KINDS: dict[str, Literal["integer", "number"]] = {"integer": "integer", "number": "number"}
 
@@ -46,24 +47,24 @@ def describe(plugin: ProtocolPlugin) -> ProtocolPublic:
     return ProtocolPublic(type=plugin.type, fields=fields, discover=isinstance(plugin, Discoverer))
 
 
-def build_router(plugins: Plugins) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/protocols", tags=["protocols"], responses=ERRORS)
+def build_routes(plugins: Plugins) -> RouteSet:
+    routes = RouteSet(prefix="/api/v1/protocols", tags=["protocols"], responses=ERRORS)
     described = [describe(plugin) for plugin in plugins.protocols.values()]
 
-    @router.get("", response_model=list[ProtocolPublic])
+    @routes.get("", response_model=list[ProtocolPublic])
     async def list_protocols(_: Viewer) -> list[ProtocolPublic]:
         return described
 
-    return router
+    return routes
 
 
-def me_router() -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["system"], responses=ERRORS)
+def me_routes() -> RouteSet:
+    routes = RouteSet(prefix="/api/v1", tags=["system"], responses=ERRORS)
 
-    @router.get("/me", response_model=Caller)
+    @routes.get("/me", response_model=Caller)
     async def me(request: Request, role: Viewer) -> Caller:
         """The token's name and role (the page shows what the role may do)."""
         writes = request.app.state.gateway.config.writes.enabled
         return Caller(name=request.state.caller, role=role, writes=writes)
 
-    return router
+    return routes

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.api.deps import GatewayRuntime
+from gateway.api.routeset import RouteSet
 from gateway.protocols import Connectable
 
-__all__ = ["router"]
+__all__ = ["routes"]
 
-router = APIRouter(tags=["system"])
+routes = RouteSet(tags=["system"])
 
 
-@router.get(
+@routes.get(
     "/healthz",
     responses={
         503: {
@@ -35,7 +36,7 @@ async def healthz(runtime: GatewayRuntime) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get(
+@routes.get(
     "/readyz",
     responses={
         503: {
@@ -65,7 +66,7 @@ async def readyz(runtime: GatewayRuntime) -> JSONResponse:
     return JSONResponse(body, status_code=503 if problems else 200)
 
 
-@router.get("/metrics", response_class=Response)
+@routes.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     """Prometheus text format: readings, errors, sink latency and buffer depth, devices by
     state."""

@@ -7,25 +7,26 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 
 from gateway.api.deps import Control, KnownQuery, Store, Viewer
 from gateway.api.models import HistoryPoint, LatestValues, TagHistory, TagValue
 from gateway.api.problems import ERRORS
+from gateway.api.routeset import RouteSet
 from gateway.control import NotFound
 from gateway.errors import ConfigError, ConfigProblem
 
-__all__ = ["router"]
+__all__ = ["routes"]
 
-router = APIRouter(prefix="/api/v1", tags=["telemetry"], responses=ERRORS)
+routes = RouteSet(prefix="/api/v1", tags=["telemetry"], responses=ERRORS)
 
 MAX_POINTS = 10_000
 _MAX_MS = 2**53
 """Timestamps beyond this (year 285,000) are no time: refused (422), never an overflow."""
 
 
-@router.get("/devices/{device_id}/latest", response_model=LatestValues, dependencies=[KnownQuery()])
+@routes.get("/devices/{device_id}/latest", response_model=LatestValues, dependencies=[KnownQuery()])
 async def latest(device_id: str, control: Control, store: Store, _: Viewer) -> LatestValues:
     control.device(device_id)
     readings = store.latest.get(device_id, {})
@@ -38,7 +39,7 @@ async def latest(device_id: str, control: Control, store: Store, _: Viewer) -> L
     return LatestValues(device=device_id, values=values)
 
 
-@router.get(
+@routes.get(
     "/devices/{device_id}/tags/{tag}/history",
     response_model=TagHistory,
     dependencies=[KnownQuery("start", "end", "bucket")],
@@ -79,7 +80,7 @@ async def history(
     )
 
 
-@router.get(
+@routes.get(
     "/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},

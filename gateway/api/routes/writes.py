@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import Admin, Control, KnownQuery, Viewer, Writes
 from gateway.api.problems import ERRORS, MEDIA_TYPE, FieldProblem, Problem
+from gateway.api.routeset import RouteSet
 from gateway.writeback import TagResult, WriteRequest, tag_results
 
-__all__ = ["router"]
+__all__ = ["routes"]
 
 
 class WriteAnswer(BaseModel):
@@ -30,10 +31,10 @@ class AuditPage(BaseModel):
     next_before: int | None = Field(description="Pass as ?before= for older entries")
 
 
-router = APIRouter(prefix="/api/v1", tags=["writes"], responses=ERRORS)
+routes = RouteSet(prefix="/api/v1", tags=["writes"], responses=ERRORS)
 
 
-@router.post(
+@routes.post(
     "/devices/{device_id}/write",
     response_model=WriteAnswer,
     responses={
@@ -78,7 +79,7 @@ async def write(
     return JSONResponse(problem.model_dump(mode="json"), status_code=status, media_type=MEDIA_TYPE)
 
 
-@router.get(
+@routes.get(
     "/audit", response_model=AuditPage, dependencies=[KnownQuery("device", "limit", "before")]
 )
 async def audit(
