@@ -1,8 +1,11 @@
 """The control plane spends memory only on what is used: each route's models are made once,
-and the OpenAPI document waits for its first request."""
+and the OpenAPI document and Prometheus' library wait for their first request."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from gateway.api import openapi
 from gateway.api.app import create_app
 from gateway.assembly import Gateway
 from gateway.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_routes_are_the_apps_own_not_copies_of_included_routers(tmp_path: Path) -> None:
@@ -62,3 +67,35 @@ def test_the_document_is_built_on_its_first_request_once(
         assert allowed == "GET, HEAD, OPTIONS"
     finally:
         gateway.close()
+
+
+def test_the_document_pydantic_v1_and_prometheus_wait_for_their_first_use(
+    tmp_path: Path,
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from fastapi.testclient import TestClient
+        from gateway.api.app import create_app
+        from gateway.assembly import Gateway
+        from gateway.config import parse_config
+
+        config = {{"gateway": {{"id": "gw", "data_dir": {str(tmp_path)!r}}}}}
+        gateway = Gateway(parse_config(config))
+        client = TestClient(create_app(gateway))
+        assert client.get("/healthz").status_code == 200
+        loaded = lambda prefix: sorted(m for m in sys.modules if m.startswith(prefix))
+        print("before", loaded("prometheus_client"), sys.modules["pydantic.v1"])
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200 and b"gateway_" in metrics.content
+        print("after", loaded("prometheus_client")[:1], sys.modules["pydantic.v1"])
+        gateway.close()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "before [] None", lines  # pydantic.v1 marked absent, never imported
+    assert lines[1] == "after ['prometheus_client'] None", lines

@@ -6,11 +6,10 @@ import asyncio
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.api.deps import GatewayRuntime
 from gateway.api.routeset import RouteSet
+from gateway.api.scrapes import Scrapes
 from gateway.protocols import Connectable
 
 __all__ = ["routes"]
@@ -70,6 +69,6 @@ async def readyz(runtime: GatewayRuntime) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus text format: readings, errors, sink latency and buffer depth, devices by
     state."""
-    registry: CollectorRegistry = request.app.state.metrics
-    text = await asyncio.to_thread(generate_latest, registry)  # see gateway/metrics.py
-    return Response(text, media_type=CONTENT_TYPE_LATEST)
+    scrapes: Scrapes = request.app.state.metrics
+    text, media_type = await asyncio.to_thread(scrapes.scrape)  # see gateway/metrics.py
+    return Response(text, media_type=media_type)
