@@ -14,7 +14,6 @@ import yaml
 
 from gateway.assembly import Gateway
 from gateway.config import GatewayConfig, load_config
-from gateway.demo import run_demo
 from gateway.errors import ConfigError, GatewayError
 from gateway.plugins import Plugins, installed
 from gateway.watch import watch
@@ -78,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging("WARNING")
         return provider.run_command(args)
     if args.command == "demo":
+        from gateway.demo import run_demo  # its process tools are only for the demo
+
         _setup_logging("INFO")
         args.workdir.mkdir(parents=True, exist_ok=True)
         try:
