@@ -1,5 +1,10 @@
 """What a connector reports for each cycle: the readings and what it took to get them.
 
+A cycle is handed on and let go: the runtime makes the sinks' batch of its readings, and a loop
+that yielded or received one drops it (``del cycle``) before waiting for the next. Held in a
+local through that wait, every device's last readings stayed alive a whole period (100,000
+readings, 12 MiB, at 100 devices × 1000 tags).
+
 Connectors say what happened (requests answered, failed and why, busy answers retried, cycles
 skipped); the runtime alone turns that into device state and counters (gateway/health.py), with
 the same rules for every protocol. A lost link is not a cycle: the connector raises

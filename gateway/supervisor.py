@@ -58,6 +58,7 @@ class DeviceSupervisor:
                 async for cycle in self._connector.cycles():
                     health.cycle(cycle, loop.time())
                     self._on_cycle(cycle)
+                    del cycle  # not held through the wait for the next (see gateway/cycle.py)
                     if status.state is not DeviceState.OFFLINE:
                         self._backoff.reset()
                     self._report()

@@ -203,6 +203,7 @@ class ModbusConnector:
                 # costs the other units its timeout.
                 schedule.defer(finished + self.device.silent_retry)
             yield cycle
+            del cycle  # not held through the wait for the next poll (see gateway/cycle.py)
 
     async def _poll(self, plan: _GroupPlan) -> Cycle:
         link = self._link

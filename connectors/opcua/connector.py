@@ -235,6 +235,7 @@ class OpcUaConnector:
         initial = self._initial_cycle()
         if initial is not None:
             yield self._report(initial)
+        del initial  # a cycle is not held through the wait for the next (see gateway/cycle.py)
         queue = self._queue
         polling = [g for g in self._groups if g.config.mode == "polling"]
         schedule = PollScheduler(
@@ -261,6 +262,7 @@ class OpcUaConnector:
                     finished = loop.time()
                     cycle.skipped = schedule.done(index, finished, answered=True)
                     yield self._report(cycle)
+                    del cycle
                     continue
             if queue.empty():
                 try:
@@ -272,6 +274,7 @@ class OpcUaConnector:
                 cycle = queue.get_nowait()
             if cycle.readings or cycle.events or cycle.skipped:  # else a wake-up from _lose()
                 yield self._report(cycle)
+            del cycle
 
     # --- set-up on every connect ------------------------------------------------------------
 

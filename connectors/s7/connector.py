@@ -100,6 +100,7 @@ class S7Connector:
             cycle.duration_s = finished - started
             cycle.skipped = schedule.done(index, finished, True)
             yield cycle
+            del cycle  # not held through the wait for the next poll (see gateway/cycle.py)
 
     async def _poll(self, plan: _GroupPlan) -> Cycle:
         cycle = Cycle([], time.time_ns())
