@@ -75,7 +75,7 @@ class _Directory:
         return None if running is None else running.tags
 
     def current(self, device: str) -> Mapping[str, Reading]:
-        return self._store.latest.get(device, {})
+        return self._store.current(device)
 
 
 class Gateway:

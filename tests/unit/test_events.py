@@ -83,7 +83,7 @@ async def test_the_store_keeps_each_devices_latest_events_newest_first() -> None
     assert kept[0] is events[-1]
     assert store.event("boiler", events[-1].event_id) is events[-1]
     assert store.event("boiler", events[0].event_id) is None  # dropped: the oldest
-    assert store.latest.get("boiler", {}) == {}  # no readings came with them
+    assert store.current("boiler") == {}  # no readings came with them
     store.forget("boiler")
     assert store.event("boiler", events[-1].event_id) is None
 

@@ -29,7 +29,7 @@ _MAX_MS = 2**53
 @routes.get("/devices/{device_id}/latest", response_model=LatestValues, dependencies=[KnownQuery()])
 async def latest(device_id: str, control: Control, store: Store, _: Viewer) -> LatestValues:
     control.device(device_id)
-    readings = store.latest.get(device_id, {})
+    readings = store.current(device_id)
     values = {
         tag: TagValue(
             value=r.value, quality=r.quality.value, ts=r.source_ns // 1_000_000, reason=r.reason
