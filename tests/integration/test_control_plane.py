@@ -259,7 +259,13 @@ def test_status_latest_history_stream_and_metrics(
     def online() -> bool:
         return bool(api.get("/api/v1/devices/file-plc/status").json()["state"] == "online")
 
+    def latest_values() -> dict[str, Any]:
+        values: dict[str, Any] = api.get("/api/v1/devices/file-plc/latest").json()["values"]
+        return values
+
     wait_until(online, 10, "file-plc online")
+    # Each group's first poll comes within a second, on its own phase.
+    wait_until(lambda: {"model", "part_count"} <= set(latest_values()), 10, "both groups read")
     latest = api.get("/api/v1/devices/file-plc/latest").json()
     assert latest["values"]["model"]["value"] == "SIM-PLC-3"
     assert latest["values"]["part_count"]["quality"] == "good"

@@ -260,7 +260,9 @@ def _log_has(gateway: GatewayProcess, text: str) -> bool:
 
 
 def _polls_go_on(gateway: GatewayProcess, device: str, cycles: int) -> None:
-    """Wait until the device was polled ``cycles`` more times (while the host hears nothing)."""
+    """Wait until the device's ``process`` group was polled ``cycles`` more times (while the
+    host hears nothing). ``polls`` counts the cycles of both its groups: its ``identity`` group
+    (every 10 s, on a phase of its own) may poll once in the wait, so one more is waited for."""
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     url = f"{gateway.api_url}/api/v1/devices/{device}/status"
 
@@ -271,4 +273,4 @@ def _polls_go_on(gateway: GatewayProcess, device: str, cycles: int) -> None:
         return count
 
     start = polls()
-    wait_until(lambda: polls() >= start + cycles, 20, f"{cycles} more polls of {device}")
+    wait_until(lambda: polls() >= start + cycles + 1, 20, f"{cycles} more cycles of {device}")

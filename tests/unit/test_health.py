@@ -84,11 +84,22 @@ def test_counters_come_from_the_reports() -> None:
     assert (status.connects, status.reconnects, status.state.value) == (1, 1, "offline")
 
 
+def test_first_polls_spread_over_a_second_at_most_in_phase_order() -> None:
+    schedule = PollScheduler([60.0, 0.5, 60.0], [45.0, 0.25, 12.0], begin=100.0)
+    assert schedule.next() == (2, 100.2)  # a fifth into its minute: a fifth of a second in
+    schedule.done(2, 100.3, answered=True)
+    assert schedule.next() == (1, 100.25)  # an interval shorter than the spread: its phase
+    schedule.done(1, 100.3, answered=True)
+    assert schedule.next() == (0, 100.75)
+    schedule.done(0, 100.8, answered=True)
+    assert schedule.next() == (1, 100.75)
+    schedule.done(1, 100.8, answered=True)
+    assert schedule.next() == (1, 101.25)  # then every interval, on its phase
+
+
 def test_the_scheduler_spreads_skips_and_forgives_a_silent_device() -> None:
     schedule = PollScheduler([1.0], [0.25], begin=100.0)
-    assert schedule.next() == (0, 100.0)  # the first poll at once
-    assert schedule.done(0, 100.1, answered=True) == 0
-    assert schedule.next() == (0, 100.25)  # then on the device's own phase
+    assert schedule.next() == (0, 100.25)  # on the device's own phase from the first poll
     assert schedule.done(0, 100.3, answered=True) == 0
     assert schedule.next() == (0, 101.25)
     assert schedule.done(0, 103.5, answered=True) == 2  # 102.25 and 103.25 could not start
