@@ -65,6 +65,30 @@ async def test_series_survive_a_restart_and_old_samples_are_pruned(tmp_path: Pat
     reopened.close()
 
 
+async def test_the_size_bound_holds_when_more_came_than_a_tenth_of_it(tmp_path: Path) -> None:
+    """20 MB of frames over an 8 MB bound (one minute of 100k tags sampled each second is
+    48 MB over the default 256): pruning gets back under the bound at once, and the newest
+    frames are the ones kept."""
+    history = History(tmp_path / "h.db", HistoryConfig(min_interval=0, max_mb=8))
+    now = int(time.time() * 1000)
+    readings = batch(now, **{f"t{i}": float(i) for i in range(1000)}).readings
+    frames = 2500  # 8 kB each
+    for i in range(frames):
+        history.add(Batch("dev", readings, (now - frames + i) * MS))
+    await history.flush()
+    history._prune()
+    db = history._writer
+    used = (
+        db.execute("PRAGMA page_count").fetchone()[0]
+        - db.execute("PRAGMA freelist_count").fetchone()[0]
+    ) * db.execute("PRAGMA page_size").fetchone()[0]
+    assert used <= 8 * 2**20
+    kept = await history.query("dev", "t1", 0, now)
+    assert kept[-1].ts == now - 1
+    assert 0.8 * 8 * 2**20 / 8000 <= len(kept) < 8 * 2**20 / 8000
+    history.close()
+
+
 async def test_nan_infinities_arrays_and_none_never_break_a_store(tmp_path: Path) -> None:
     """One batch with every value a store may choke on: the history skips and counts what it
     cannot keep, the outbox round-trips it, the sinks' encoders take it."""
