@@ -49,6 +49,7 @@ class GatewayProcess:
             ],
         )
         self.api_url = f"http://127.0.0.1:{api['port']}"
+        self.data_dir = Path(config["gateway"]["data_dir"])
         self.config_path = workdir / "gateway.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         argv = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)]
