@@ -52,7 +52,9 @@ class HistoryConfig(BaseModel):
 
     enabled: bool = True
     retention_hours: float = Field(default=6.0, gt=0, le=24 * 90)
-    max_mb: int = Field(default=256, ge=8, description="Bound on the history's share of the file")
+    max_mb: int = Field(
+        default=256, ge=8, description="Bound on the pages in use (free pages and the WAL aside)"
+    )
     min_interval: float = Field(
         default=5.0, ge=0, description="Seconds: at most one sample per tag this often"
     )
